@@ -1,0 +1,31 @@
+"""Builds the FastAPI application around an already-built container."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.middleware import RequestContext
+from api.routes import health, tools
+from infra.container import Container
+
+DESCRIPTION = """
+Event-sourced registry of MCP tools, datasets and documents.
+
+Every write appends events to the Postgres event store and answers with the aggregate's new
+`version` and the store `position`. Send `If-Match: <version>` (412 when stale) or
+`?expected_version=` (409) for optimistic concurrency, `Idempotency-Key` to make retries safe,
+`X-Request-ID` to correlate (it becomes the events' `correlation_id`), `X-Reason` for the audit.
+Errors always use `{"error": {"code", "message", "details", "request_id"}}`.
+"""
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(title="mcp-ledger", version="0.1.0", description=DESCRIPTION)
+    app.state.container = container
+    install_error_handlers(app)
+    app.add_middleware(RequestContext, max_body_bytes=container.settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(tools.batch_router, prefix="/api/v1")
+    app.include_router(tools.router, prefix="/api/v1")
+    return app

@@ -1,0 +1,68 @@
+"""Request-scoped dependencies: the container's command deps and the command context."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+
+from api.errors import ApiError
+from commands.context import CommandContext
+from commands.ports import CommandDeps, IdempotencyRequest
+from infra.container import Container
+
+
+def container(request: Request) -> Container:
+    return request.app.state.container  # type: ignore[no-any-return]
+
+
+def command_deps(c: Annotated[Container, Depends(container)]) -> CommandDeps:
+    return c.deps
+
+
+def _expected_version(if_match: str | None, query_value: int | None) -> int | None:
+    if if_match is None:
+        return query_value
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise ApiError(
+            400, "invalid_header", "If-Match must be the version number, e.g. If-Match: \"3\"",
+            [{"field": "If-Match", "message": "not a version number"}],
+        )
+    return int(value)
+
+
+async def command_context(
+    request: Request,
+    if_match: Annotated[str | None, Header(description="Expected version; stale → 412")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Retries with this key return the first result"),
+    ] = None,
+    x_reason: Annotated[
+        str | None, Header(max_length=2000, description="Why the change is made (audit)")
+    ] = None,
+    x_actor: Annotated[str | None, Header(max_length=200, description="Who makes the change")] = None,
+    expected_version: Annotated[
+        int | None, Query(ge=0, description="Expected version; mismatch → 409")
+    ] = None,
+) -> CommandContext:
+    idempotency = None
+    if idempotency_key:
+        body = await request.body()
+        digest = hashlib.sha256(
+            request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
+        ).hexdigest()
+        idempotency = IdempotencyRequest(idempotency_key, digest)
+    return CommandContext(
+        actor=x_actor or "anonymous",
+        correlation_id=request.state.request_id,
+        reason=x_reason,
+        expected_version=_expected_version(if_match, expected_version),
+        idempotency=idempotency,
+    )
+
+
+Deps = Annotated[CommandDeps, Depends(command_deps)]
+Ctx = Annotated[CommandContext, Depends(command_context)]

@@ -1,0 +1,125 @@
+"""/api/v1/tools: commands on tools, and reads by replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import json
+
+import yaml
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Ctx, Deps
+from api.errors import ApiError
+from api.routes.common import add_read_routes, write_response
+from api.schemas import ERRORS, WriteResponse
+from commands import tools as handlers
+from commands.import_tools import import_tools
+from commands.inputs import RegisterTool, ToolBatch, UpdateTool
+from domain.errors import InvalidInput
+from domain.tool import Tool
+
+router = APIRouter(prefix="/tools", tags=["tools"])
+
+
+def render_tool(tool: Tool) -> dict[str, Any]:
+    return tool.fields()
+
+
+@router.post("", status_code=201, response_model=WriteResponse, responses=ERRORS)
+def register_tool(body: RegisterTool, deps: Deps, ctx: Ctx, response: Response) -> dict[str, Any]:
+    """Registers a tool. The slug must be unique among tools."""
+    return write_response(handlers.register_tool(deps, body.given(), ctx), response)
+
+
+@router.patch("/{ref}", response_model=WriteResponse, responses=ERRORS)
+def update_tool(
+    ref: str, body: UpdateTool, deps: Deps, ctx: Ctx, response: Response
+) -> dict[str, Any]:
+    """Changes the given fields. Send `If-Match: <version>` to refuse a stale update (412)."""
+    return write_response(handlers.update_tool(deps, ref, body.given(), ctx), response)
+
+
+@router.post("/{ref}/activate", response_model=WriteResponse, responses=ERRORS)
+def activate_tool(ref: str, deps: Deps, ctx: Ctx, response: Response) -> dict[str, Any]:
+    return write_response(handlers.activate_tool(deps, ref, ctx), response)
+
+
+@router.post("/{ref}/deprecate", response_model=WriteResponse, responses=ERRORS)
+def deprecate_tool(ref: str, deps: Deps, ctx: Ctx, response: Response) -> dict[str, Any]:
+    return write_response(handlers.deprecate_tool(deps, ref, ctx), response)
+
+
+@router.delete("/{ref}", response_model=WriteResponse, responses=ERRORS)
+def delete_tool(ref: str, deps: Deps, ctx: Ctx, response: Response) -> dict[str, Any]:
+    """Soft delete: the tool and its history stay in the store; restore brings it back."""
+    return write_response(handlers.delete_tool(deps, ref, ctx), response)
+
+
+@router.post("/{ref}/restore", response_model=WriteResponse, responses=ERRORS)
+def restore_tool(ref: str, deps: Deps, ctx: Ctx, response: Response) -> dict[str, Any]:
+    return write_response(handlers.restore_tool(deps, ref, ctx), response)
+
+
+add_read_routes(router, handlers.TOOL, render_tool)
+
+batch_router = APIRouter(tags=["tools"])
+
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ToolBatch.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+async def _parse_batch(request: Request) -> ToolBatch:
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "application/json")
+    try:
+        data = yaml.safe_load(raw) if "yaml" in content_type else json.loads(raw)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ApiError(400, "malformed_body", f"the body is not valid JSON/YAML: {exc}") from None
+    if isinstance(data, list):
+        data = {"tools": data}
+    try:
+        return ToolBatch.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        raise ApiError(422, "invalid_input", "the batch has invalid fields", details) from None
+
+
+@batch_router.post(
+    "/tools:batch", openapi_extra=BATCH_BODY, responses=ERRORS, summary="Register many tools"
+)
+async def register_tools_batch(request: Request, deps: Deps, ctx: Ctx) -> dict[str, Any]:
+    """Registers many tools (JSON, or YAML with `Content-Type: application/yaml`), appended in
+    batches; each batch is all-or-nothing, and the first failing batch stops the import."""
+    batch = await _parse_batch(request)
+    size = request.app.state.container.settings.import_batch_size
+    outcomes = await run_in_threadpool(import_tools, deps, batch.tools, ctx, size)
+    committed = [r for o in outcomes for r in o.results]
+    failed = next((o for o in outcomes if o.error), None)
+    items = [{"id": r.id, "version": r.version, "position": r.position} for r in committed]
+    if failed is not None:
+        exc = failed.error
+        details = (
+            [{"field": e.field, "message": e.message} for e in exc.errors]
+            if isinstance(exc, InvalidInput)
+            else []
+        )
+        raise ApiError(
+            422 if isinstance(exc, InvalidInput) else 409,
+            getattr(exc, "code", "batch_failed"),
+            f"batch {failed.index} was rejected ({exc}); {len(committed)} tools in earlier "
+            "batches were stored",
+            [*details, {"field": "committed", "message": str(len(committed))}],
+        )
+    return {"committed": len(committed), "items": items}

@@ -1,0 +1,1 @@
+"""The `mcp-ledger` console command."""

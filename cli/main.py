@@ -1,0 +1,107 @@
+"""`mcp-ledger`: run the registry, migrate the store, import tools."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+
+from infra.logging import configure_logging
+from infra.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="mcp-ledger: an event-sourced registry of MCP tools, datasets and documents.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+log = structlog.get_logger("cli")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _container(settings: Settings):  # type: ignore[no-untyped-def]
+    from infra.container import build_container
+
+    try:
+        return build_container(settings)
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    container = _container(settings)
+    mode = "embedded" if settings.embedded else "server"
+    log.info("starting", mode=mode, host=host, port=port, data_dir=str(settings.data_dir))
+    try:
+        uvicorn.run(create_app(container), host=host, port=port, log_config=None, access_log=False)
+    finally:
+        container.close()
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the embedded Postgres keeps its data")
+    ] = None,
+) -> None:
+    """Run everything in one process on the embedded default (a real Postgres under
+    ./.mcp-ledger unless DATABASE_URL is set). API at http://HOST:PORT/api/v1, docs at /docs."""
+    overrides = {"data_dir": data_dir} if data_dir else {}
+    _serve(_settings(**overrides), host, port)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+) -> None:
+    """Run the HTTP API (commands and queries) against DATABASE_URL (embedded if unset)."""
+    _serve(_settings(), host, port)
+
+
+@app.command()
+def migrate() -> None:
+    """Create the event store's tables and the project's own (safe to run again)."""
+    container = _container(_settings())
+    container.close()
+    typer.echo("migrated")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="JSON or YAML: a list of tools or {tools: [...]}")],
+    batch_size: Annotated[int | None, typer.Option(help="Tools per transaction")] = None,
+    actor: Annotated[str, typer.Option(help="Recorded as the events' actor")] = "cli-import",
+) -> None:
+    """Bulk-register tools from FILE, appended in all-or-nothing batches, with progress."""
+    from cli.importing import run_import
+
+    settings = _settings()
+    code = run_import(_container(settings), file, batch_size or settings.import_batch_size, actor)
+    raise typer.Exit(code)
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app(prog_name="mcp-ledger")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

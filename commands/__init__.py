@@ -1,0 +1,1 @@
+"""Command handlers: load an aggregate, ask the domain for a decision, append the events."""

@@ -1,0 +1,136 @@
+"""The steps every handler shares: resolve an id or slug, load, check the expected version,
+append, and answer retries of the same Idempotency-Key with the first result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from commands.context import CommandContext
+from commands.errors import (
+    AppendConflict,
+    IdempotencyKeyReused,
+    IdempotencyRace,
+    NotFound,
+    VersionConflict,
+)
+from commands.ports import Appended, CommandDeps
+from domain.events import DomainEvent, EventMeta
+from domain.secrets import REDACTED
+from domain.slug_index import SlugClaimed, slug_index_id
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Kind(Generic[S]):
+    """One aggregate type as the handlers see it."""
+
+    name: str
+    events: tuple[type[DomainEvent], ...]
+    replay: Callable[[Iterable[DomainEvent]], S | None]
+    has_slug: bool = True
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    id: UUID
+    version: int
+    position: int
+
+
+def resolve_id(deps: CommandDeps, kind: Kind[Any], ref: str) -> UUID:
+    """An aggregate id, or a slug looked up in the slug index."""
+    try:
+        candidate = UUID(ref)
+    except ValueError:
+        candidate = None
+    if candidate is not None and deps.store.load_page(candidate, 0, 1):
+        return candidate
+    if kind.has_slug:
+        claims = deps.store.load(slug_index_id(kind.name, ref))
+        if claims and isinstance(claims[0], SlugClaimed):
+            return claims[0].owner_id
+    raise NotFound(kind.name, ref)
+
+
+def load(deps: CommandDeps, kind: Kind[S], ref: str) -> S:
+    aggregate_id = resolve_id(deps, kind, ref)
+    events = deps.store.load(aggregate_id)
+    if not events or not isinstance(events[0], kind.events):
+        raise NotFound(kind.name, ref)
+    state = kind.replay(events)
+    assert state is not None
+    return state
+
+
+def idempotent(
+    deps: CommandDeps, ctx: CommandContext, run: Callable[[], list[Appended]]
+) -> list[Appended]:
+    request = ctx.idempotency
+    if request is None:
+        return run()
+    hit = deps.idempotency.lookup(request.key)
+    if hit is None:
+        try:
+            return run()
+        except IdempotencyRace:
+            hit = deps.idempotency.lookup(request.key)
+            assert hit is not None
+    stored_hash, results = hit
+    if stored_hash != request.request_hash:
+        raise IdempotencyKeyReused(request.key)
+    return results
+
+
+def append(deps: CommandDeps, ctx: CommandContext, events: Sequence[DomainEvent]) -> list[Appended]:
+    try:
+        return deps.store.append(events, ctx.idempotency)
+    except AppendConflict:
+        raise VersionConflict(ctx.expected_version, None) from None
+
+
+def change(
+    deps: CommandDeps,
+    kind: Kind[S],
+    ref: str,
+    ctx: CommandContext,
+    decide: Callable[[S, EventMeta], DomainEvent | None],
+) -> WriteResult:
+    """Load → check expected version → decide → append. A decision of None changes nothing."""
+
+    def run() -> list[Appended]:
+        state = load(deps, kind, ref)
+        current: int = state.aggregate_version  # type: ignore[attr-defined]
+        if ctx.expected_version is not None and ctx.expected_version != current:
+            raise VersionConflict(ctx.expected_version, current)
+        event = decide(state, ctx.meta(deps.clock))
+        aggregate_id: UUID = state.id  # type: ignore[attr-defined]
+        if event is None:
+            position = deps.store.position_of(aggregate_id, current)
+            return [Appended(aggregate_id, current, position or 0)]
+        return append(deps, ctx, [event])
+
+    first = idempotent(deps, ctx, run)[0]
+    return WriteResult(first.id, first.version, first.position)
+
+
+def seal_sensitive(
+    deps: CommandDeps,
+    aggregate_id: UUID,
+    config: dict[str, Any],
+    keys: Iterable[str],
+    previous: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Seals every value under a sensitive key. The redacted placeholder keeps the stored value."""
+    out = dict(config)
+    for key in keys:
+        if key not in out:
+            continue
+        if previous is not None and out[key] == REDACTED and key in previous:
+            out[key] = previous[key]
+        else:
+            out[key] = deps.sealer.seal(aggregate_id, out[key])
+    return out

@@ -1,0 +1,67 @@
+"""Why a command was not carried out, beyond the domain's own rules."""
+
+from __future__ import annotations
+
+
+class CommandError(Exception):
+    code = "command_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(CommandError):
+    code = "not_found"
+
+    def __init__(self, kind: str, ref: str) -> None:
+        super().__init__(f"no {kind} with id or slug '{ref}'")
+        self.kind = kind
+        self.ref = ref
+
+
+class VersionConflict(CommandError):
+    """The aggregate is not at the version the caller expected (or another writer won)."""
+
+    code = "version_conflict"
+
+    def __init__(self, expected: int | None, actual: int | None) -> None:
+        if expected is None:
+            text = "another change was saved first; reload and retry"
+        else:
+            text = f"expected version {expected}, but the current version is {actual}"
+        super().__init__(text)
+        self.expected = expected
+        self.actual = actual
+
+
+class SlugTaken(CommandError):
+    code = "slug_taken"
+
+    def __init__(self, kind: str, slug: str) -> None:
+        super().__init__(f"a {kind} with slug '{slug}' already exists")
+        self.kind = kind
+        self.slug = slug
+
+
+class IdempotencyKeyReused(CommandError):
+    code = "idempotency_key_reused"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Idempotency-Key '{key}' was already used with a different request; "
+            "use a new key for a new request"
+        )
+        self.key = key
+
+
+class AppendConflict(CommandError):
+    """The store refused an append because a version (or slug index) was taken meanwhile."""
+
+    code = "append_conflict"
+
+
+class IdempotencyRace(CommandError):
+    """Another request with the same Idempotency-Key committed first."""
+
+    code = "idempotency_race"

@@ -1,0 +1,73 @@
+"""One handler per tool command."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from commands.common import Kind, WriteResult, append, change, idempotent, seal_sensitive
+from commands.context import CommandContext
+from commands.errors import SlugTaken, VersionConflict
+from commands.ports import Appended, CommandDeps
+from domain import tool as domain
+from domain.secrets import sensitive_keys_of
+from domain.slug_index import claim_slug
+
+TOOL: Kind[domain.Tool] = Kind("tool", domain.TOOL_EVENTS, domain.replay)
+
+
+def tool_registration_events(
+    deps: CommandDeps, data: dict[str, Any], ctx: CommandContext
+) -> list[Any]:
+    """The events that register one tool: the tool itself and its slug claim."""
+    tool_id = uuid4()
+    config = data.get("config") or {}
+    keys = sensitive_keys_of(config, data.get("sensitive_keys") or [])
+    sealed = {**data, "config": seal_sensitive(deps, tool_id, config, keys)}
+    meta = ctx.meta(deps.clock)
+    registered = domain.register_tool(tool_id, sealed, meta)
+    return [registered, claim_slug(TOOL.name, registered.slug, tool_id, meta)]
+
+
+def register_tool(deps: CommandDeps, data: dict[str, Any], ctx: CommandContext) -> WriteResult:
+    def run() -> list[Appended]:
+        events = tool_registration_events(deps, data, ctx)
+        try:
+            return append(deps, ctx, events)
+        except VersionConflict:
+            raise SlugTaken(TOOL.name, events[0].slug) from None
+
+    first = idempotent(deps, ctx, run)[0]
+    return WriteResult(first.id, first.version, first.position)
+
+
+def update_tool(
+    deps: CommandDeps, ref: str, data: dict[str, Any], ctx: CommandContext
+) -> WriteResult:
+    def decide(tool: domain.Tool, meta: Any) -> Any:
+        changes = dict(data)
+        if "config" in changes or "sensitive_keys" in changes:
+            config = changes.get("config", tool.config)
+            keys = sensitive_keys_of(config, changes.get("sensitive_keys", tool.sensitive_keys))
+            changes["config"] = seal_sensitive(deps, tool.id, config, keys, previous=tool.config)
+            if changes["config"] == tool.config:
+                del changes["config"]
+        return domain.update_tool(tool, changes, meta)
+
+    return change(deps, TOOL, ref, ctx, decide)
+
+
+def activate_tool(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
+    return change(deps, TOOL, ref, ctx, domain.activate_tool)
+
+
+def deprecate_tool(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
+    return change(deps, TOOL, ref, ctx, domain.deprecate_tool)
+
+
+def delete_tool(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
+    return change(deps, TOOL, ref, ctx, domain.delete_tool)
+
+
+def restore_tool(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
+    return change(deps, TOOL, ref, ctx, domain.restore_tool)

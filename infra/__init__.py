@@ -1,0 +1,1 @@
+"""Adapters behind the ports: Postgres event store, secrets, settings, logging, wiring."""

@@ -1,0 +1,82 @@
+"""The composition root: builds every adapter from settings. Nothing connects at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from commands.ports import CommandDeps
+from infra.event_store import LedgerApplication, PostgresEventStore, PostgresIdempotencyStore
+from infra.schema import migrate
+from infra.secrets import FernetSealer, embedded_master_key
+from infra.settings import Settings, SettingsError
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def eventsourcing_env(database_url: str, pool_size: int) -> dict[str, str]:
+    """Translates a postgresql:// URL into the eventsourcing library's settings."""
+    parts = urlsplit(database_url)
+    query = parse_qs(parts.query)
+    host = query.get("host", [parts.hostname or "localhost"])[0]
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": "infra.event_store:LedgerRecorder",
+        "POSTGRES_DBNAME": parts.path.lstrip("/"),
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "CREATE_TABLE": "n",
+    }
+
+
+@dataclass
+class Container:
+    settings: Settings
+    app: LedgerApplication
+    store: PostgresEventStore
+    deps: CommandDeps
+    sealer: FernetSealer
+    _keepalive: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.app.close()
+        self._keepalive.clear()
+
+
+def build_container(settings: Settings, *, run_migrations: bool = True) -> Container:
+    keepalive: list[Any] = []
+    database_url = settings.database_url
+    if database_url is None:
+        from infra.embedded_db import start_embedded_postgres
+
+        database_url, server = start_embedded_postgres(settings.data_dir)
+        keepalive.append(server)
+    master_key = settings.secret_key
+    if master_key is None:
+        if not settings.embedded:
+            raise SettingsError(
+                "MCP_LEDGER_SECRET_KEY: missing; required with DATABASE_URL, expected a Fernet key"
+            )
+        master_key = embedded_master_key(settings.data_dir)
+    app = LedgerApplication(env=eventsourcing_env(database_url, settings.db_pool_size))
+    if run_migrations:
+        migrate(app)
+    store = PostgresEventStore(app)
+    sealer = FernetSealer(store.datastore, master_key)
+    deps = CommandDeps(
+        store=store,
+        idempotency=PostgresIdempotencyStore(app),
+        sealer=sealer,
+        clock=utc_now,
+    )
+    return Container(settings, app, store, deps, sealer, keepalive)

@@ -1,0 +1,30 @@
+"""Tables the project owns beside the event store's own. Idempotent: run on every start."""
+
+from __future__ import annotations
+
+from infra.event_store import IDEMPOTENCY_TABLE, LedgerApplication
+
+STATEMENTS = [
+    f"""CREATE TABLE IF NOT EXISTS {IDEMPOTENCY_TABLE} (
+        key text PRIMARY KEY,
+        request_hash text NOT NULL,
+        results jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger_data_keys (
+        aggregate_id uuid PRIMARY KEY,
+        wrapped_key bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )""",
+]
+
+
+def migrate(app: LedgerApplication) -> None:
+    """Creates the event store's tables (via the recorder) and ours."""
+    recorder = app.recorder
+    recorder.create_table()  # type: ignore[attr-defined]
+    with recorder.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
+        # Concurrent first starts would race on CREATE TABLE; serialise them.
+        curs.execute("SELECT pg_advisory_xact_lock(7362841)")
+        for statement in STATEMENTS:
+            curs.execute(statement)

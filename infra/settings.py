@@ -1,0 +1,82 @@
+"""Settings from the environment. A bad value stops start-up with the setting's name and form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EXPECTED_FORMS = {
+    "DATABASE_URL": "postgresql://USER:PASSWORD@HOST:PORT/DBNAME (or unset for the embedded Postgres)",
+    "MCP_LEDGER_SECRET_KEY": "a Fernet key: 32 url-safe base64-encoded bytes "
+    "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')",
+    "MCP_LEDGER_DATA_DIR": "a directory path",
+    "MCP_LEDGER_LOG_LEVEL": "one of debug, info, warning, error",
+    "MCP_LEDGER_LOG_FORMAT": "json or console",
+    "MCP_LEDGER_DB_POOL_SIZE": "an integer from 1 to 100",
+    "MCP_LEDGER_IMPORT_BATCH_SIZE": "an integer from 1 to 10000",
+    "MCP_LEDGER_MAX_BODY_BYTES": "an integer number of bytes",
+}
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and its expected form."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MCP_LEDGER_", extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    data_dir: Path = Path(".mcp-ledger")
+    secret_key: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+    import_batch_size: int = Field(default=500, ge=1, le=10_000)
+    max_body_bytes: int = Field(default=5_000_000, ge=1024)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ValueError("not a postgresql:// URL with a database name")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        from cryptography.fernet import Fernet
+
+        try:
+            Fernet(value.encode())
+        except (ValueError, TypeError):
+            raise ValueError("not a Fernet key") from None
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+
+def _env_name(field_name: str) -> str:
+    return "DATABASE_URL" if field_name == "database_url" else f"MCP_LEDGER_{field_name.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = _env_name(str(err["loc"][0]))
+            form = EXPECTED_FORMS.get(name, "see docs/configuration.md")
+            lines.append(f"{name}: {err['msg']}; expected {form}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

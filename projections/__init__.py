@@ -1,0 +1,1 @@
+"""Read side: read-model handlers and query functions."""
