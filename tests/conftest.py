@@ -1,0 +1,163 @@
+"""Shared fixtures. Integration tests use a real Postgres: each test session gets its own fresh
+database on the server named by MCP_LEDGER_TEST_DATABASE_URL (scripts/test provides one)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _server_url() -> str:
+    url = os.environ.get("MCP_LEDGER_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not url:
+        pytest.exit("no Postgres for the tests: run ./scripts/test (it provides one)", returncode=2)
+    return url
+
+
+def _with_db(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh, empty database for this test session; dropped afterwards."""
+    server = _server_url()
+    name = f"ledger_t_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _with_db(server, name)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def secret_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, secret_key: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from infra.settings import load_settings
+
+    return load_settings(
+        database_url=database_url,
+        secret_key=secret_key,
+        data_dir=tmp_path_factory.mktemp("data"),
+        import_batch_size=50,
+    )
+
+
+@pytest.fixture(scope="session")
+def container(settings):  # type: ignore[no-untyped-def]
+    from infra.container import build_container
+
+    c = build_container(settings)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def deps(container):  # type: ignore[no-untyped-def]
+    return container.deps
+
+
+@pytest.fixture(scope="session")
+def client(container) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    """In-process HTTP client over the real app and the real database."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    with TestClient(create_app(container), raise_server_exceptions=False) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """`mcp-ledger api` in a real subprocess, for concurrency and crash tests."""
+
+    def __init__(self, database_url: str, secret_key: str, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "MCP_LEDGER_SECRET_KEY": secret_key,
+            "MCP_LEDGER_LOG_LEVEL": "warning",
+        }
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LiveServer:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "api", "--port", str(self.port)],
+            cwd=ROOT, env=self.env, stdout=log, stderr=log,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"api exited: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise RuntimeError("api did not become ready in 30 s")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def live_server(database_url: str, secret_key: str, tmp_path: Path, container) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+    server = LiveServer(database_url, secret_key, tmp_path / "api.log").start()
+    yield server
+    server.stop()
+
+
+def tool_body(slug: str | None = None, **overrides: object) -> dict[str, object]:
+    """A valid registration body; tests pass overrides for what they care about."""
+    body: dict[str, object] = {
+        "slug": slug or f"tool-{uuid.uuid4().hex[:12]}",
+        "name": "Weather lookup",
+        "description": "Current weather for a city",
+        "category": "weather",
+        "tags": ["weather"],
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        "version": "1.0.0",
+        "author": "platform-team",
+    }
+    body.update(overrides)
+    return body
