@@ -27,13 +27,15 @@ def _expected_version(if_match: str | None, query_value: int | None) -> int | No
     value = if_match.strip().removeprefix("W/").strip('"')
     if not value.isdigit():
         raise ApiError(
-            400, "invalid_header", "If-Match must be the version number, e.g. If-Match: \"3\"",
+            400,
+            "invalid_header",
+            'If-Match must be the version number, e.g. If-Match: "3"',
             [{"field": "If-Match", "message": "not a version number"}],
         )
     return int(value)
 
 
-async def command_context(
+async def command_context(  # noqa: PLR0917 - FastAPI reads the signature
     request: Request,
     if_match: Annotated[str | None, Header(description="Expected version; stale → 412")] = None,
     idempotency_key: Annotated[
@@ -43,7 +45,9 @@ async def command_context(
     x_reason: Annotated[
         str | None, Header(max_length=2000, description="Why the change is made (audit)")
     ] = None,
-    x_actor: Annotated[str | None, Header(max_length=200, description="Who makes the change")] = None,
+    x_actor: Annotated[
+        str | None, Header(max_length=200, description="Who makes the change")
+    ] = None,
     expected_version: Annotated[
         int | None, Query(ge=0, description="Expected version; mismatch → 409")
     ] = None,

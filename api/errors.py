@@ -31,10 +31,21 @@ class ApiError(Exception):
 
 
 def envelope(
-    request: Request, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
 ) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
-    body = {"error": {"code": code, "message": message, "details": details or [], "request_id": request_id}}
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details or [],
+            "request_id": request_id,
+        }
+    }
     return JSONResponse(body, status_code=status)
 
 

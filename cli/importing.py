@@ -40,9 +40,7 @@ def run_import(container: Any, file: Path, batch_size: int, actor: str) -> int:
             typer.echo(f"cannot read {file}: {exc}", err=True)
         return 2
     ctx = CommandContext(actor=actor, correlation_id=f"import-{uuid.uuid4()}")
-    columns = (
-        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
-    )
+    columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
         task = progress.add_task("tools", total=len(batch.tools))
 

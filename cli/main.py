@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -99,9 +98,5 @@ def import_(
     raise typer.Exit(code)
 
 
-def main() -> None:  # pragma: no cover - console entry point alias
+if __name__ == "__main__":  # `python -m cli.main`, used by tests and benchmarks
     app(prog_name="mcp-ledger")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

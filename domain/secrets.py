@@ -16,7 +16,9 @@ from domain.errors import FieldError
 SEALED = "$sealed"
 REDACTED = "***"
 # Keys that look like credentials are treated as sensitive even when not declared.
-_LOOKS_SECRET = re.compile(r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credential)", re.I)
+_LOOKS_SECRET = re.compile(
+    r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credential)", re.I
+)
 
 
 def sensitive_keys_of(config: dict[str, Any], declared: Iterable[str]) -> list[str]:
@@ -28,7 +30,9 @@ def is_sealed(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {SEALED} and isinstance(value[SEALED], str)
 
 
-def check_sealed(config: dict[str, Any], keys: Iterable[str], field: str = "config") -> list[FieldError]:
+def check_sealed(
+    config: dict[str, Any], keys: Iterable[str], field: str = "config"
+) -> list[FieldError]:
     return [
         FieldError(f"{field}.{k}", "sensitive value must be sealed before it is stored")
         for k in keys

@@ -132,18 +132,16 @@ TOOL_EVENTS: tuple[type[DomainEvent], ...] = (
 )
 
 
+_TEXT_LIMITS = {"name": 200, "description": 2000, "category": 100, "author": 200}
+
+
 def _check_fields(data: dict[str, Any], *, current_version: str | None) -> list[FieldError]:
     errors: list[FieldError] = []
-    if "name" in data:
-        errors += check_text(data["name"], "name", max_len=200)
-    if "description" in data:
-        errors += check_text(data["description"], "description", max_len=2000)
+    for name, limit in _TEXT_LIMITS.items():
+        if name in data:
+            errors += check_text(data[name], name, max_len=limit)
     if data.get("long_description") is not None:
         errors += check_text(data["long_description"], "long_description", max_len=100_000)
-    if "category" in data:
-        errors += check_text(data["category"], "category", max_len=100)
-    if "author" in data:
-        errors += check_text(data["author"], "author", max_len=200)
     if "tags" in data:
         errors += check_tags(data["tags"])
     if "input_schema" in data:
@@ -155,13 +153,15 @@ def _check_fields(data: dict[str, Any], *, current_version: str | None) -> list[
     if "config" in data and not isinstance(data["config"], dict):
         errors.append(FieldError("config", "must be a JSON object"))
     if "version" in data:
-        if current_version is None:
-            parsed = parse_semver(data["version"])
-            if isinstance(parsed, FieldError):
-                errors.append(parsed)
-        else:
-            errors += check_version_forward(current_version, data["version"])
+        errors += _check_semver(data["version"], current_version)
     return errors
+
+
+def _check_semver(new: str, current: str | None) -> list[FieldError]:
+    if current is not None:
+        return check_version_forward(current, new)
+    parsed = parse_semver(new)
+    return [parsed] if isinstance(parsed, FieldError) else []
 
 
 def register_tool(tool_id: UUID, data: dict[str, Any], meta: EventMeta) -> ToolRegistered:

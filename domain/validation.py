@@ -43,9 +43,7 @@ def check_tags(tags: Iterable[str], field: str = "tags") -> list[FieldError]:
         errors.append(FieldError(field, f"at most {MAX_TAGS} tags"))
     for i, tag in enumerate(items):
         if not TAG_RE.fullmatch(tag):
-            errors.append(
-                FieldError(f"{field}[{i}]", "must match ^[a-z0-9][a-z0-9_.:-]{0,63}$")
-            )
+            errors.append(FieldError(f"{field}[{i}]", "must match ^[a-z0-9][a-z0-9_.:-]{0,63}$"))
     if len(set(items)) != len(items):
         errors.append(FieldError(field, "must not repeat a tag"))
     return errors
@@ -75,7 +73,9 @@ def check_json_schema(value: Any, field: str) -> list[FieldError]:
     if not isinstance(value, dict):
         return [FieldError(field, "must be a JSON Schema object")]
     try:
-        validator = jsonschema.validators.validator_for(value, default=jsonschema.Draft202012Validator)
+        validator = jsonschema.validators.validator_for(
+            value, default=jsonschema.Draft202012Validator
+        )
         validator.check_schema(value)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.path)

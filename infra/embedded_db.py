@@ -9,9 +9,9 @@ from typing import Any
 
 def start_embedded_postgres(data_dir: Path) -> tuple[str, Any]:
     """Starts (or reuses) the embedded server; returns its URL and a handle that keeps it up."""
-    import pgserver
+    from pgserver import get_server  # type: ignore[attr-defined]
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     return server.get_uri(), server

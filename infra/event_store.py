@@ -45,7 +45,9 @@ class LedgerTranscoder(Transcoder):
     def decode(self, data: bytes) -> Any:
         state = json.loads(data)
         for key, kind in state.pop("__types__", {}).items():
-            state[key] = datetime.fromisoformat(state[key]) if kind == "datetime" else UUID(state[key])
+            state[key] = (
+                datetime.fromisoformat(state[key]) if kind == "datetime" else UUID(state[key])
+            )
         return state
 
 
@@ -98,7 +100,9 @@ class PostgresEventStore:
     def load(self, aggregate_id: UUID) -> list[DomainEvent]:
         return list(self.app.events.get(aggregate_id))  # type: ignore[arg-type]
 
-    def load_page(self, aggregate_id: UUID, after_version: int, limit: int) -> list[PositionedEvent]:
+    def load_page(
+        self, aggregate_id: UUID, after_version: int, limit: int
+    ) -> list[PositionedEvent]:
         sql = (
             f"SELECT originator_version, topic, state, notification_id FROM {EVENTS_TABLE} "  # noqa: S608
             "WHERE originator_id = %s AND originator_version > %s "
@@ -159,7 +163,7 @@ class PostgresEventStore:
             return {row["originator_id"] for row in curs.fetchall()}
 
     def head(self) -> int:
-        return int(self.app.recorder.max_notification_id() or 0)  # type: ignore[attr-defined]
+        return int(self.app.recorder.max_notification_id() or 0)
 
 
 class PostgresIdempotencyStore:

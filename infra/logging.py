@@ -24,7 +24,9 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def scrub_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def scrub_secrets(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         event_dict[key] = "***" if _SECRET_KEY.search(key) else _scrub(event_dict[key])
     return event_dict

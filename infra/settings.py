@@ -10,7 +10,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EXPECTED_FORMS = {
-    "DATABASE_URL": "postgresql://USER:PASSWORD@HOST:PORT/DBNAME (or unset for the embedded Postgres)",
+    "DATABASE_URL": "postgresql://USER:PASSWORD@HOST:PORT/DBNAME "
+    "(or unset for the embedded Postgres)",
     "MCP_LEDGER_SECRET_KEY": "a Fernet key: 32 url-safe base64-encoded bytes "
     "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')",
     "MCP_LEDGER_DATA_DIR": "a directory path",

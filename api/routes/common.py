@@ -35,7 +35,9 @@ def add_read_routes(
         as_of: Annotated[
             datetime | None, Query(description="RFC 3339 time: the state as it was then")
         ] = None,
-        at_version: Annotated[int | None, Query(ge=1, description="The state at this version")] = None,
+        at_version: Annotated[
+            int | None, Query(ge=1, description="The state at this version")
+        ] = None,
     ) -> dict[str, Any]:
         snap = state_of(deps, kind, ref, as_of=as_of, at_version=at_version)
         response.headers["ETag"] = f'"{snap.version}"'

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
+from typing import Any
 
 import yaml
 from fastapi import APIRouter, Request, Response
@@ -71,7 +70,9 @@ BATCH_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": ToolBatch.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/json": {
+                "schema": ToolBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+            },
             "application/yaml": {"schema": {"type": "string"}},
         },
     }
