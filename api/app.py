@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
@@ -20,8 +23,17 @@ Errors always use `{"error": {"code", "message", "details", "request_id"}}`.
 """
 
 
-def create_app(container: Container) -> FastAPI:
-    app = FastAPI(title="mcp-ledger", version="0.1.0", description=DESCRIPTION)
+def create_app(container: Container, *, close_on_shutdown: bool = False) -> FastAPI:
+    """`close_on_shutdown` hands the container to the app: the CLI's server closes it (and stops
+    the embedded Postgres) during graceful shutdown, before uvicorn re-raises SIGTERM."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:
+            container.close()
+
+    app = FastAPI(title="mcp-ledger", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.container = container
     install_error_handlers(app)
     app.add_middleware(RequestContext, max_body_bytes=container.settings.max_body_bytes)

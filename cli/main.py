@@ -47,10 +47,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     container = _container(settings)
     mode = "embedded" if settings.embedded else "server"
     log.info("starting", mode=mode, host=host, port=port, data_dir=str(settings.data_dir))
-    try:
-        uvicorn.run(create_app(container), host=host, port=port, log_config=None, access_log=False)
-    finally:
-        container.close()
+    app_ = create_app(container, close_on_shutdown=True)
+    uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False)
 
 
 @app.command()

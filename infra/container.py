@@ -50,6 +50,10 @@ class Container:
 
     def close(self) -> None:
         self.app.close()
+        for handle in self._keepalive:
+            # pgserver stops its server from an atexit hook, which a signal-terminated
+            # process never runs; stop it here instead.
+            handle._cleanup()
         self._keepalive.clear()
 
 

@@ -53,7 +53,10 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     # Route stdlib loggers (uvicorn, eventsourcing) through the same JSON renderer.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(processors=[*shared, renderer], foreign_pre_chain=[])
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
     )
     root = logging.getLogger()
     root.handlers = [handler]
@@ -62,3 +65,5 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # The embedded Postgres narrates every step at INFO; its warnings still show.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
