@@ -1,0 +1,1 @@
+"""MCP server over the read models (arrives with the MCP adapter work)."""
