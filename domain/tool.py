@@ -223,7 +223,10 @@ def update_tool(tool: Tool, data: dict[str, Any], meta: EventMeta) -> ToolUpdate
             changes["sensitive_keys"] = keys
         else:
             changes.pop("sensitive_keys", None)
-    errors = _check_fields(changes, current_version=tool.version)
+    # Tags are checked as the caller sent them (repeats, indices), not as normalised above.
+    errors = check_tags(data["tags"]) if "tags" in data else []
+    unchecked = {k: v for k, v in changes.items() if k != "tags"}
+    errors += _check_fields(unchecked, current_version=tool.version)
     if errors:
         raise InvalidInput(errors)
     if not changes:

@@ -72,6 +72,9 @@ def check_version_forward(old: str, new: str, field: str = "version") -> list[Fi
 def check_json_schema(value: Any, field: str) -> list[FieldError]:
     if not isinstance(value, dict):
         return [FieldError(field, "must be a JSON Schema object")]
+    if not isinstance(value.get("$schema", ""), str):
+        # jsonschema's dialect lookup crashes on a non-string "$schema".
+        return [FieldError(field, "is not a valid JSON Schema: $schema must be a URI string")]
     try:
         validator = jsonschema.validators.validator_for(
             value, default=jsonschema.Draft202012Validator
