@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
-from api.routes import health, tools
+from api.routes import datasets, documents, health, tools
 from infra.container import Container
 
 DESCRIPTION = """
@@ -40,4 +40,6 @@ def create_app(container: Container, *, close_on_shutdown: bool = False) -> Fast
     app.include_router(health.router)
     app.include_router(tools.batch_router, prefix="/api/v1")
     app.include_router(tools.router, prefix="/api/v1")
+    app.include_router(datasets.router, prefix="/api/v1")
+    app.include_router(documents.router, prefix="/api/v1")
     return app

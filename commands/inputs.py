@@ -66,3 +66,117 @@ class UpdateTool(_Input):
 
 class ToolBatch(_Input):
     tools: list[RegisterTool] = Field(min_length=1, max_length=100_000)
+
+
+DatasetSourceKind = Literal["postgres_table", "csv", "parquet", "url", "json", "api", "other"]
+# A profile's min/max: any JSON scalar (dates and times as strings).
+Scalar = str | int | float | bool | None
+
+
+class DatasetSource(_Input):
+    kind: DatasetSourceKind = Field(examples=["postgres_table"])
+    uri: str = Field(
+        max_length=2000,
+        examples=["postgresql://warehouse.internal/sales?table=public.orders"],
+        description="Where the data lives; must not embed a password",
+    )
+
+
+class Column(_Input):
+    name: str = Field(max_length=200, examples=["order_id"])
+    type: str = Field(max_length=100, examples=["bigint"])
+    nullable: bool = True
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class RegisterDataset(_Input):
+    slug: str = Field(examples=["sales-orders"], max_length=63)
+    name: str = Field(examples=["Sales orders"], max_length=200)
+    description: str = Field(examples=["One row per order since 2019"], max_length=2000)
+    source: DatasetSource
+    columns: list[Column] = Field(
+        default_factory=list,
+        max_length=2000,
+        examples=[[{"name": "order_id", "type": "bigint", "nullable": False}]],
+        description="Column names must be unique",
+    )
+    tags: list[str] = Field(default_factory=list, examples=[["sales", "finance"]])
+    owner: str = Field(examples=["data-platform"], max_length=200)
+
+
+class DescribeDataset(_Input):
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    tags: list[str] | None = Field(default=None, examples=[["sales"]])
+    owner: str | None = Field(default=None, max_length=200)
+    source: DatasetSource | None = None
+
+    def given(self) -> dict[str, Any]:
+        # None of these fields can be cleared, so null means "leave as is".
+        return {k: v for k, v in super().given().items() if v is not None}
+
+
+class ChangeColumns(_Input):
+    columns: list[Column] = Field(
+        max_length=2000,
+        examples=[[{"name": "order_id", "type": "bigint", "nullable": False}]],
+        description="The complete new column list; statistics of dropped columns are dropped",
+    )
+
+
+class ColumnStats(_Input):
+    null_count: int | None = Field(default=None, ge=0, examples=[0])
+    distinct_count: int | None = Field(default=None, ge=0, examples=[1250])
+    min: Scalar = Field(default=None, examples=[1])
+    max: Scalar = Field(default=None, examples=[1250])
+
+
+class RecordProfile(_Input):
+    row_count: int = Field(ge=0, examples=[1250])
+    columns: dict[str, ColumnStats] = Field(
+        default_factory=dict,
+        examples=[{"order_id": {"null_count": 0, "distinct_count": 1250, "min": 1, "max": 1250}}],
+        description="Statistics keyed by column name; only existing columns may be named",
+    )
+
+
+class DocumentMetadata(_Input):
+    source: str | None = Field(default=None, max_length=2000, examples=["https://wiki/orders"])
+    author: str | None = Field(default=None, max_length=200, examples=["jane"])
+    language: str | None = Field(default=None, max_length=35, examples=["en"])
+
+
+class DocumentLink(_Input):
+    kind: Literal["tool", "dataset"] = Field(examples=["dataset"])
+    id: str = Field(
+        max_length=36,
+        examples=["0b6f7d1e-8a63-4c55-9f0e-2f1d3c4b5a69"],
+        description="The id (not the slug) of an existing tool or dataset",
+    )
+
+
+class AddDocument(_Input):
+    title: str = Field(examples=["How orders are counted"], max_length=500)
+    content: str = Field(examples=["# Orders\nOne row per order."], max_length=1_000_000)
+    content_type: Literal["text/plain", "text/markdown"] = "text/plain"
+    metadata: DocumentMetadata = Field(default_factory=DocumentMetadata)
+    tags: list[str] = Field(default_factory=list, examples=[["sales"]])
+    link: DocumentLink | None = None
+
+
+class ReviseDocument(_Input):
+    title: str | None = Field(default=None, max_length=500)
+    content: str | None = Field(default=None, max_length=1_000_000)
+    content_type: Literal["text/plain", "text/markdown"] | None = None
+    metadata: DocumentMetadata | None = Field(
+        default=None, description="Replaces the whole metadata object"
+    )
+    link: DocumentLink | None = Field(default=None, description="null removes the link")
+
+    def given(self) -> dict[str, Any]:
+        # Only the link can be cleared with null.
+        return {k: v for k, v in super().given().items() if v is not None or k == "link"}
+
+
+class RetagDocument(_Input):
+    tags: list[str] = Field(examples=[["sales", "how-to"]], description="Replaces all tags")

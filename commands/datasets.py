@@ -1,0 +1,74 @@
+"""One handler per dataset command."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from commands.common import Kind, WriteResult, append, change, idempotent
+from commands.context import CommandContext
+from commands.errors import SlugTaken, VersionConflict
+from commands.ports import Appended, CommandDeps
+from domain import dataset as domain
+from domain.events import EventMeta
+from domain.slug_index import claim_slug
+
+DATASET: Kind[domain.Dataset] = Kind(domain.KIND, domain.DATASET_EVENTS, domain.replay)
+
+
+def register_dataset(deps: CommandDeps, data: dict[str, Any], ctx: CommandContext) -> WriteResult:
+    def run() -> list[Appended]:
+        dataset_id = uuid4()
+        meta = ctx.meta(deps.clock)
+        registered = domain.register_dataset(dataset_id, data, meta)
+        events = [registered, claim_slug(DATASET.name, registered.slug, dataset_id, meta)]
+        try:
+            return append(deps, ctx, events)
+        except VersionConflict:
+            raise SlugTaken(DATASET.name, registered.slug) from None
+
+    first = idempotent(deps, ctx, run)[0]
+    return WriteResult(first.id, first.version, first.position)
+
+
+def describe_dataset(
+    deps: CommandDeps, ref: str, data: dict[str, Any], ctx: CommandContext
+) -> WriteResult:
+    def decide(dataset: domain.Dataset, meta: EventMeta) -> domain.DatasetDescribed | None:
+        return domain.describe_dataset(dataset, data, meta)
+
+    return change(deps, DATASET, ref, ctx, decide)
+
+
+def change_dataset_columns(
+    deps: CommandDeps, ref: str, columns: list[dict[str, Any]], ctx: CommandContext
+) -> WriteResult:
+    def decide(dataset: domain.Dataset, meta: EventMeta) -> domain.DatasetColumnsChanged | None:
+        return domain.change_dataset_columns(dataset, columns, meta)
+
+    return change(deps, DATASET, ref, ctx, decide)
+
+
+def record_dataset_profile(
+    deps: CommandDeps, ref: str, profile: dict[str, Any], ctx: CommandContext
+) -> WriteResult:
+    def decide(dataset: domain.Dataset, meta: EventMeta) -> domain.DatasetProfileRecorded:
+        return domain.record_dataset_profile(dataset, profile, meta)
+
+    return change(deps, DATASET, ref, ctx, decide)
+
+
+def archive_dataset(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
+    return change(deps, DATASET, ref, ctx, domain.archive_dataset)
+
+
+def unarchive_dataset(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
+    return change(deps, DATASET, ref, ctx, domain.unarchive_dataset)
+
+
+def delete_dataset(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
+    return change(deps, DATASET, ref, ctx, domain.delete_dataset)
+
+
+def restore_dataset(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
+    return change(deps, DATASET, ref, ctx, domain.restore_dataset)
