@@ -42,25 +42,28 @@ class WriteResult:
 
 
 def resolve_id(deps: CommandDeps, kind: Kind[Any], ref: str) -> UUID:
-    """An aggregate id, or a slug looked up in the slug index."""
+    """An aggregate id of this kind, or a slug looked up in the slug index. A UUID-shaped ref
+    that is not an id of this kind may still be a slug (slugs may look like UUIDs)."""
     try:
         candidate = UUID(ref)
     except ValueError:
         candidate = None
-    if candidate is not None and deps.store.load_page(candidate, 0, 1):
-        return candidate
+    if candidate is not None:
+        first = deps.store.load_page(candidate, 0, 1)
+        if first and isinstance(first[0].event, kind.events):
+            return candidate
     if kind.has_slug:
         claims = deps.store.load(slug_index_id(kind.name, ref))
         if claims and isinstance(claims[0], SlugClaimed):
             return claims[0].owner_id
-    raise NotFound(kind.name, ref)
+    raise NotFound(kind.name, ref, by_slug=kind.has_slug)
 
 
 def load(deps: CommandDeps, kind: Kind[S], ref: str) -> S:
     aggregate_id = resolve_id(deps, kind, ref)
     events = deps.store.load(aggregate_id)
     if not events or not isinstance(events[0], kind.events):
-        raise NotFound(kind.name, ref)
+        raise NotFound(kind.name, ref, by_slug=kind.has_slug)
     state = kind.replay(events)
     assert state is not None
     return state

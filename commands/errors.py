@@ -14,8 +14,8 @@ class CommandError(Exception):
 class NotFound(CommandError):
     code = "not_found"
 
-    def __init__(self, kind: str, ref: str) -> None:
-        super().__init__(f"no {kind} with id or slug '{ref}'")
+    def __init__(self, kind: str, ref: str, *, by_slug: bool = True) -> None:
+        super().__init__(f"no {kind} with id{' or slug' if by_slug else ''} '{ref}'")
         self.kind = kind
         self.ref = ref
 

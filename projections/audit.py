@@ -27,7 +27,7 @@ class Snapshot(Generic[S]):
 
 def _check_kind(kind: Kind[Any], ref: str, events: list[StoredEvent]) -> None:
     if not events or not isinstance(events[0].event, kind.events):
-        raise NotFound(kind.name, ref)
+        raise NotFound(kind.name, ref, by_slug=kind.has_slug)
 
 
 def state_of(
@@ -45,9 +45,9 @@ def state_of(
     if as_of is not None:
         stored = [s for s in stored if s.event.occurred_at <= as_of]
         if not stored:
-            raise NotFound(kind.name, f"{ref} as of {as_of.isoformat()}")
+            raise NotFound(kind.name, f"{ref} as of {as_of.isoformat()}", by_slug=kind.has_slug)
     if at_version is not None and len(stored) < at_version:
-        raise NotFound(kind.name, f"{ref} at version {at_version}")
+        raise NotFound(kind.name, f"{ref} at version {at_version}", by_slug=kind.has_slug)
     state = kind.replay(s.event for s in stored)
     assert state is not None
     last = stored[-1]
