@@ -31,6 +31,7 @@ from tests.tool_model import (
     ToolModel,
     broken_bodies,
     commands,
+    json_schemas,
     json_values,
     semvers,
     slug_core,
@@ -131,6 +132,14 @@ def test_json_schema_check_never_crashes(schema: dict[str, Any], where: Any) -> 
     for candidate in (schema, {**schema, "$schema": where}):
         errors = check_json_schema(candidate, "input_schema")
         assert all(e.field == "input_schema" for e in errors)
+
+
+@settings(max_examples=50)
+@given(schema=json_schemas())
+def test_generated_schemas_are_valid(schema: dict[str, Any]) -> None:
+    # Guards the generators: a strategy that produced invalid schemas would make the round-trip
+    # properties vacuous (every registration refused).
+    assert check_json_schema(schema, "input_schema") == []
 
 
 @pytest.mark.parametrize("bad", [{"$schema": []}, {"$schema": 5}, {"$schema": {"a": 1}}])
