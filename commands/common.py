@@ -113,7 +113,11 @@ def change(
         aggregate_id: UUID = state.id  # type: ignore[attr-defined]
         if event is None:
             position = deps.store.position_of(aggregate_id, current)
-            return [Appended(aggregate_id, current, position or 0)]
+            unchanged = [Appended(aggregate_id, current, position or 0)]
+            if ctx.idempotency is not None:
+                # The key is used up even so: a retry must get this answer, not a later state.
+                deps.idempotency.remember(ctx.idempotency, unchanged)
+            return unchanged
         return append(deps, ctx, [event])
 
     first = idempotent(deps, ctx, run)[0]

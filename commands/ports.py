@@ -56,6 +56,11 @@ class IdempotencyStore(Protocol):
         """The stored request hash and results for a key, if that key was used."""
         ...
 
+    def remember(self, request: IdempotencyRequest, results: Sequence[Appended]) -> None:
+        """Binds a key to a result that appended nothing (a command that changed nothing);
+        raises IdempotencyRace if the key was committed meanwhile."""
+        ...
+
 
 class Sealer(Protocol):
     def seal(self, aggregate_id: UUID, value: Any) -> dict[str, str]: ...

@@ -181,3 +181,15 @@ class PostgresIdempotencyStore:
             return None
         results = [Appended(UUID(r["id"]), r["version"], r["position"]) for r in row["results"]]
         return row["request_hash"], results
+
+    def remember(self, request: IdempotencyRequest, results: Sequence[Appended]) -> None:
+        rows = [{"id": str(r.id), "version": r.version, "position": r.position} for r in results]
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                f"INSERT INTO {IDEMPOTENCY_TABLE} (key, request_hash, results) "  # noqa: S608
+                "VALUES (%s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING key",
+                (request.key, request.request_hash, Jsonb(rows)),
+            )
+            inserted = curs.fetchone()
+        if inserted is None:
+            raise IdempotencyRace(request.key)
