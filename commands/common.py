@@ -18,7 +18,7 @@ from commands.errors import (
 )
 from commands.ports import Appended, CommandDeps
 from domain.events import DomainEvent, EventMeta
-from domain.secrets import REDACTED
+from domain.secrets import REDACTED, is_sealed
 from domain.slug_index import SlugClaimed, slug_index_id
 
 S = TypeVar("S")
@@ -131,12 +131,17 @@ def seal_sensitive(
     keys: Iterable[str],
     previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Seals every value under a sensitive key. The redacted placeholder keeps the stored value."""
+    """Seals every value under a sensitive key. The redacted placeholder keeps the stored value,
+    and so does the stored sealed value itself (it must not be sealed a second time)."""
     out = dict(config)
     for key in keys:
         if key not in out:
             continue
-        if previous is not None and out[key] == REDACTED and key in previous:
+        if (
+            previous is not None
+            and key in previous
+            and (out[key] == REDACTED or (is_sealed(out[key]) and out[key] == previous[key]))
+        ):
             out[key] = previous[key]
         else:
             out[key] = deps.sealer.seal(aggregate_id, out[key])

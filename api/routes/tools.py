@@ -79,13 +79,26 @@ BATCH_BODY = {
 }
 
 
+def _problem(exc: Exception) -> str:
+    """What is wrong and where, without the parser's excerpt of the body (it may hold secrets)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        what = exc.problem or exc.context or "parse error"
+        return f"{what} at line {mark.line + 1}, column {mark.column + 1}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    return type(exc).__name__
+
+
 async def _parse_batch(request: Request) -> ToolBatch:
     raw = await request.body()
     content_type = request.headers.get("content-type", "application/json")
+    is_yaml = "yaml" in content_type
     try:
-        data = yaml.safe_load(raw) if "yaml" in content_type else json.loads(raw)
+        data = yaml.safe_load(raw) if is_yaml else json.loads(raw)
     except (ValueError, yaml.YAMLError) as exc:
-        raise ApiError(400, "malformed_body", f"the body is not valid JSON/YAML: {exc}") from None
+        message = f"the body is not valid {'YAML' if is_yaml else 'JSON'}: {_problem(exc)}"
+        raise ApiError(400, "malformed_body", message) from None
     if isinstance(data, list):
         data = {"tools": data}
     try:
