@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-JsonObject = dict[str, Any]
+# Only JSON: YAML dates/sets or NaN would otherwise reach the event store (a crash, or "NaN" in
+# the stored JSON that other readers cannot parse).
+JsonObject = dict[str, JsonValue]
+STRICT_JSON = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _Input(BaseModel):
@@ -18,6 +21,8 @@ class _Input(BaseModel):
 
 
 class RegisterTool(_Input):
+    model_config = STRICT_JSON
+
     slug: str = Field(examples=["weather-lookup"], max_length=63)
     name: str = Field(examples=["Weather lookup"], max_length=200)
     description: str = Field(examples=["Current weather for a city"], max_length=2000)
@@ -44,6 +49,8 @@ class RegisterTool(_Input):
 
 
 class UpdateTool(_Input):
+    model_config = STRICT_JSON
+
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     long_description: str | None = Field(default=None, max_length=100_000)

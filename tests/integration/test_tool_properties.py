@@ -3,6 +3,7 @@ handlers, and through the HTTP API for smaller samples."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -327,4 +328,20 @@ def test_commands_on_unknown_tools_are_not_found(deps, client, db) -> None:  # t
         answer = client.request(method, path, json={"name": "x"} if method == "PATCH" else None)
         assert answer.status_code == 404, (method, path, answer.text)
         assert answer.json()["error"]["code"] == "not_found"
+    assert head(db) == before
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", '[1, {"x": NaN}]'])
+def test_non_finite_numbers_are_refused_not_stored(client, db, value) -> None:  # type: ignore[no-untyped-def]
+    # Python's JSON parser accepts NaN/Infinity; stored, they would make the event log invalid
+    # JSON for every other reader (and the API would silently show null).
+    from tests.conftest import tool_body
+
+    body = json.dumps(tool_body(config={"v": "PLACEHOLDER"})).replace('"PLACEHOLDER"', value)
+    before = head(db)
+    answer = client.post(
+        "/api/v1/tools", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert names_field(answer.json()["error"]["details"], "config.v")
     assert head(db) == before
