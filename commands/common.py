@@ -3,7 +3,7 @@ append, and answer retries of the same Idempotency-Key with the first result."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -41,32 +41,38 @@ class WriteResult:
     position: int
 
 
-def resolve_id(deps: CommandDeps, kind: Kind[Any], ref: str) -> UUID:
-    """An aggregate id of this kind, or a slug looked up in the slug index. A UUID-shaped ref
-    that is not an id of this kind may still be a slug (slugs may look like UUIDs)."""
+def _candidate_ids(deps: CommandDeps, kind: Kind[Any], ref: str) -> Iterator[UUID]:
+    """The ref as an id, then as a slug (slugs may look like UUIDs), looked up lazily."""
     try:
-        candidate = UUID(ref)
+        candidate: UUID | None = UUID(ref)
     except ValueError:
         candidate = None
     if candidate is not None:
-        first = deps.store.load_page(candidate, 0, 1)
-        if first and isinstance(first[0].event, kind.events):
-            return candidate
+        yield candidate
     if kind.has_slug:
         claims = deps.store.load(slug_index_id(kind.name, ref))
         if claims and isinstance(claims[0], SlugClaimed):
-            return claims[0].owner_id
+            yield claims[0].owner_id
+
+
+def resolve_id(deps: CommandDeps, kind: Kind[Any], ref: str) -> UUID:
+    """The id of the aggregate of this kind that `ref` (an id or a slug) names."""
+    for candidate in _candidate_ids(deps, kind, ref):
+        first = deps.store.load_page(candidate, 0, 1)
+        if first and isinstance(first[0].event, kind.events):
+            return candidate
     raise NotFound(kind.name, ref, by_slug=kind.has_slug)
 
 
 def load(deps: CommandDeps, kind: Kind[S], ref: str) -> S:
-    aggregate_id = resolve_id(deps, kind, ref)
-    events = deps.store.load(aggregate_id)
-    if not events or not isinstance(events[0], kind.events):
-        raise NotFound(kind.name, ref, by_slug=kind.has_slug)
-    state = kind.replay(events)
-    assert state is not None
-    return state
+    """The current state of the aggregate `ref` names, reading its events once."""
+    for candidate in _candidate_ids(deps, kind, ref):
+        events = deps.store.load(candidate)
+        if events and isinstance(events[0], kind.events):
+            state = kind.replay(events)
+            assert state is not None
+            return state
+    raise NotFound(kind.name, ref, by_slug=kind.has_slug)
 
 
 def idempotent(
