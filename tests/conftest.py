@@ -112,7 +112,10 @@ class LiveServer:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "api", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=log, stderr=log,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -141,7 +144,12 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(database_url: str, secret_key: str, tmp_path: Path, container) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+def live_server(
+    database_url: str,
+    secret_key: str,
+    tmp_path: Path,
+    container,  # noqa: ARG001 - the schema must exist before the server starts
+) -> Iterator[LiveServer]:
     server = LiveServer(database_url, secret_key, tmp_path / "api.log").start()
     yield server
     server.stop()
