@@ -148,7 +148,7 @@ def live_server(
     database_url: str,
     secret_key: str,
     tmp_path: Path,
-    container,  # noqa: ARG001 - the schema must exist before the server starts
+    container,  # the schema must exist before the server starts
 ) -> Iterator[LiveServer]:
     server = LiveServer(database_url, secret_key, tmp_path / "api.log").start()
     yield server
