@@ -1,0 +1,89 @@
+"""The event as the read side sees it: one neutral record, whether it came from the event store
+(in-process driver, rebuilds) or from Kafka (Faust). Secrets are already redacted here."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from domain import dataset, document, slug_index, tool
+from domain.events import DomainEvent, EventMeta, stamp
+from domain.secrets import REDACTED, is_sealed
+
+EVENT_CLASSES: dict[str, type[DomainEvent]] = {
+    cls.__name__: cls
+    for cls in (
+        *tool.TOOL_EVENTS,
+        *dataset.DATASET_EVENTS,
+        *document.DOCUMENT_EVENTS,
+        slug_index.SlugClaimed,
+    )
+}
+
+KIND_OF_EVENT: dict[str, str] = {
+    **{c.__name__: "tool" for c in tool.TOOL_EVENTS},
+    **{c.__name__: "dataset" for c in dataset.DATASET_EVENTS},
+    **{c.__name__: "document" for c in document.DOCUMENT_EVENTS},
+    slug_index.SlugClaimed.__name__: "slug",
+}
+
+
+def redact_sealed(value: Any) -> Any:
+    if is_sealed(value):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: redact_sealed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_sealed(v) for v in value]
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value) if isinstance(value, UUID) else value
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    type: str
+    aggregate_id: UUID
+    version: int
+    position: int
+    occurred_at: datetime
+    actor: str
+    correlation_id: str
+    causation_id: str
+    reason: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return KIND_OF_EVENT.get(self.type, "unknown")
+
+    @classmethod
+    def from_event(cls, event: DomainEvent, position: int) -> EventRecord:
+        data = {k: _jsonable(v) for k, v in event.payload().items()}
+        return cls(
+            type=event.type_name,
+            aggregate_id=event.originator_id,
+            version=event.originator_version,
+            position=position,
+            occurred_at=event.occurred_at,
+            actor=event.actor,
+            correlation_id=event.correlation_id,
+            causation_id=event.causation_id,
+            reason=event.reason,
+            data=redact_sealed(data),
+        )
+
+    def to_event(self) -> DomainEvent:
+        """The domain event again (with secrets redacted), so read models can use `evolve`."""
+        cls = EVENT_CLASSES[self.type]
+        meta = EventMeta(self.actor, self.correlation_id, self.causation_id, self.occurred_at, self.reason)
+        data = dict(self.data)
+        for f in dataclasses.fields(cls):
+            if f.name in data and f.type in ("UUID", UUID):
+                data[f.name] = UUID(data[f.name])
+        return cls(**stamp(meta, self.aggregate_id, self.version), **data)
