@@ -81,7 +81,9 @@ class EventRecord:
     def to_event(self) -> DomainEvent:
         """The domain event again (with secrets redacted), so read models can use `evolve`."""
         cls = EVENT_CLASSES[self.type]
-        meta = EventMeta(self.actor, self.correlation_id, self.causation_id, self.occurred_at, self.reason)
+        meta = EventMeta(
+            self.actor, self.correlation_id, self.causation_id, self.occurred_at, self.reason
+        )
         data = dict(self.data)
         for f in dataclasses.fields(cls):
             if f.name in data and f.type in ("UUID", UUID):
