@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from pydantic import AwareDatetime
 
 from api.deps import Deps
 from api.schemas import ERRORS, EventPage
 from commands.common import Kind, WriteResult
 from projections.audit import audit_trail, redact_sealed, state_of
+
+# Versions are Postgres bigints; a larger number is refused as input, not a database error.
+MAX_VERSION = 2**63 - 1
 
 
 def write_response(result: WriteResult, response: Response) -> dict[str, Any]:
@@ -33,10 +36,11 @@ def add_read_routes(
         deps: Deps,
         response: Response,
         as_of: Annotated[
-            datetime | None, Query(description="RFC 3339 time: the state as it was then")
+            AwareDatetime | None,
+            Query(description="RFC 3339 time with offset: the state as it was then"),
         ] = None,
         at_version: Annotated[
-            int | None, Query(ge=1, description="The state at this version")
+            int | None, Query(ge=1, le=MAX_VERSION, description="The state at this version")
         ] = None,
     ) -> dict[str, Any]:
         snap = state_of(deps, kind, ref, as_of=as_of, at_version=at_version)

@@ -105,7 +105,8 @@ async def _parse_batch(request: Request) -> ToolBatch:
         return ToolBatch.model_validate(data)
     except ValidationError as exc:
         details = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in exc.errors()
         ]
         raise ApiError(422, "invalid_input", "the batch has invalid fields", details) from None
 

@@ -4,7 +4,7 @@ handlers, and through the HTTP API for smaller samples."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
@@ -345,3 +345,37 @@ def test_non_finite_numbers_are_refused_not_stored(client, db, value) -> None:  
     assert answer.status_code == 422, answer.text
     assert names_field(answer.json()["error"]["details"], "config.v")
     assert head(db) == before
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"as_of": "2030-01-01T00:00:00"}, "as_of"),  # no offset: which time zone?
+        ({"as_of": "yesterday"}, "as_of"),
+        ({"at_version": 0}, "at_version"),
+        ({"at_version": 2**63}, "at_version"),
+        ({"at_version": 10**30}, "at_version"),
+    ],
+)
+def test_bad_time_travel_parameters_are_refused_by_name(client, params, field) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import tool_body
+
+    tool_id = client.post("/api/v1/tools", json=tool_body()).json()["id"]
+    answer = client.get(f"/api/v1/tools/{tool_id}", params=params)
+    assert answer.status_code == 422, answer.text
+    assert names_field(answer.json()["error"]["details"], field)
+
+
+def test_as_of_accepts_any_offset(client) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import tool_body
+
+    tool_id = client.post("/api/v1/tools", json=tool_body()).json()["id"]
+    (event,) = client.get(f"/api/v1/tools/{tool_id}/events").json()["items"]
+    at = datetime.fromisoformat(event["occurred_at"])
+    for offset in (timedelta(hours=2), timedelta(hours=-5, minutes=-30)):
+        local = at.astimezone(timezone(offset)).isoformat()
+        assert (
+            client.get(f"/api/v1/tools/{tool_id}", params={"as_of": local}).json()["version"] == 1
+        )
+    far = client.get(f"/api/v1/tools/{tool_id}", params={"at_version": 2**63 - 1})
+    assert far.status_code == 404
