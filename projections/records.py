@@ -89,3 +89,33 @@ class EventRecord:
             if f.name in data and f.type in ("UUID", UUID):
                 data[f.name] = UUID(data[f.name])
         return cls(**stamp(meta, self.aggregate_id, self.version), **data)
+
+
+def record_to_json(record: EventRecord) -> dict[str, Any]:
+    return {
+        "type": record.type,
+        "aggregate_id": str(record.aggregate_id),
+        "version": record.version,
+        "position": record.position,
+        "occurred_at": record.occurred_at.isoformat(),
+        "actor": record.actor,
+        "correlation_id": record.correlation_id,
+        "causation_id": record.causation_id,
+        "reason": record.reason,
+        "data": record.data,
+    }
+
+
+def record_from_json(value: dict[str, Any]) -> EventRecord:
+    return EventRecord(
+        type=value["type"],
+        aggregate_id=UUID(value["aggregate_id"]),
+        version=int(value["version"]),
+        position=int(value["position"]),
+        occurred_at=datetime.fromisoformat(value["occurred_at"]),
+        actor=value["actor"],
+        correlation_id=value["correlation_id"],
+        causation_id=value["causation_id"],
+        reason=value.get("reason"),
+        data=value.get("data") or {},
+    )

@@ -1,0 +1,69 @@
+"""Wires the read side: projections, the runner and the in-process log follower."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import StoredEvent
+from psycopg.rows import dict_row
+
+from infra.event_store import PostgresEventStore
+from projections.current_state import CurrentState
+from projections.driver import LogFollower
+from projections.history import History
+from projections.records import EventRecord
+from projections.runner import Runner
+
+
+class ReadSide:
+    def __init__(self, store: PostgresEventStore) -> None:
+        self.store = store
+        self._listener: psycopg.Connection[Any] | None = None
+        self.runner = Runner([CurrentState(), History()], self.events_between)
+        self.follower = LogFollower(
+            self.runner, self.records_after, self.connection, self.wait_for_change
+        )
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with self.store.datastore.get_connection() as conn:
+            conn.row_factory = dict_row
+            yield conn
+
+    def records_after(self, position: int, limit: int) -> list[EventRecord]:
+        notifications = self.store.app.recorder.select_notifications(
+            start=position, limit=limit, inclusive_of_start=False
+        )
+        mapper = self.store.app.mapper
+        return [
+            EventRecord.from_event(
+                mapper.to_domain_event(  # type: ignore[arg-type]
+                    StoredEvent(n.originator_id, n.originator_version, n.topic, n.state)
+                ),
+                n.id,
+            )
+            for n in notifications
+        ]
+
+    def events_between(self, aggregate_id: UUID, after: int, before: int) -> list[EventRecord]:
+        page = self.store.load_page(aggregate_id, after, max(before - after - 1, 0))
+        return [EventRecord.from_event(s.event, s.position) for s in page]
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Blocks until the store NOTIFYs a new event, or `timeout` seconds pass. The listening
+        connection stays open, so a NOTIFY sent while we were busy is not lost."""
+        if self._listener is None or self._listener.closed:
+            kwargs = dict(self.store.datastore.pool.kwargs)
+            kwargs.pop("row_factory", None)
+            self._listener = psycopg.connect(**kwargs, autocommit=True)
+            self._listener.execute("LISTEN ledger_events")
+        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+            pass
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()

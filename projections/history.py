@@ -1,0 +1,53 @@
+"""Version history: one row per aggregate version with the full snapshot and the RFC 6902 JSON
+Patch from the previous version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonpatch
+from psycopg import Cursor
+from psycopg.types.json import Jsonb
+
+from projections.records import EventRecord, redact_sealed
+from projections.states import EVOLVE, state_from_doc
+
+KINDS = frozenset({"tool", "dataset", "document"})
+
+
+def snapshot_of(state: Any) -> dict[str, Any]:
+    return redact_sealed(state.fields())  # type: ignore[no-any-return]
+
+
+class History:
+    name = "history"
+
+    def handles(self, record: EventRecord) -> bool:
+        return record.kind in KINDS
+
+    def apply(self, cur: Cursor[Any], record: EventRecord) -> None:
+        before: dict[str, Any] | None = None
+        previous = None
+        if record.version > 1:
+            cur.execute(
+                "SELECT snapshot FROM rm_history WHERE aggregate_id = %s AND version = %s",
+                (record.aggregate_id, record.version - 1),
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise LookupError(f"history of {record.aggregate_id} lacks v{record.version - 1}")
+            before = row["snapshot"]
+            previous = state_from_doc(record.kind, record.aggregate_id, record.version - 1, before)
+        after = snapshot_of(EVOLVE[record.kind](previous, record.to_event()))
+        patch = jsonpatch.make_patch(before or {}, after).patch
+        cur.execute(
+            """INSERT INTO rm_history (aggregate_id, version, kind, position, event_type, snapshot,
+                patch, actor, reason, correlation_id, causation_id, occurred_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (record.aggregate_id, record.version, record.kind, record.position, record.type,
+             Jsonb(after), Jsonb(patch), record.actor, record.reason, record.correlation_id,
+             record.causation_id, record.occurred_at),
+        )  # fmt: skip
+
+    def reset(self, cur: Cursor[Any]) -> None:
+        cur.execute("TRUNCATE rm_history")
