@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,13 +24,26 @@ Errors always use `{"error": {"code", "message", "details", "request_id"}}`.
 """
 
 
-def create_app(container: Container, *, close_on_shutdown: bool = False) -> FastAPI:
+def create_app(
+    container: Container, *, close_on_shutdown: bool = False, follow_log: bool = False
+) -> FastAPI:
     """`close_on_shutdown` hands the container to the app: the CLI's server closes it (and stops
-    the embedded Postgres) during graceful shutdown, before uvicorn re-raises SIGTERM."""
+    the embedded Postgres) during graceful shutdown, before uvicorn re-raises SIGTERM.
+    `follow_log` runs the projections in-process (the embedded mode)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        worker = None
+        if follow_log:
+            worker = threading.Thread(
+                target=container.read_side.follower.run, args=(stop,), name="projections"
+            )
+            worker.start()
         yield
+        stop.set()
+        if worker is not None:
+            worker.join(timeout=10)
         if close_on_shutdown:
             container.close()
 

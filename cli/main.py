@@ -39,7 +39,7 @@ def _container(settings: Settings):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _serve(settings: Settings, host: str, port: int, *, follow_log: bool) -> None:
     import uvicorn
 
     from api.app import create_app
@@ -47,7 +47,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     container = _container(settings)
     mode = "embedded" if settings.embedded else "server"
     log.info("starting", mode=mode, host=host, port=port, data_dir=str(settings.data_dir))
-    app_ = create_app(container, close_on_shutdown=True)
+    app_ = create_app(container, close_on_shutdown=True, follow_log=follow_log)
     uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False)
 
 
@@ -62,16 +62,20 @@ def up(
     """Run everything in one process on the embedded default (a real Postgres under
     ./.mcp-ledger unless DATABASE_URL is set). API at http://HOST:PORT/api/v1, docs at /docs."""
     overrides = {"data_dir": data_dir} if data_dir else {}
-    _serve(_settings(**overrides), host, port)
+    _serve(_settings(**overrides), host, port, follow_log=True)
 
 
 @app.command()
 def api(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    follow_log: Annotated[
+        bool, typer.Option(help="Also run the projections in this process (no Kafka)")
+    ] = False,
 ) -> None:
-    """Run the HTTP API (commands and queries) against DATABASE_URL (embedded if unset)."""
-    _serve(_settings(), host, port)
+    """Run the HTTP API (commands and queries) against DATABASE_URL (embedded if unset). The
+    read models are kept by `mcp-ledger projector`, or pass --follow-log to keep them here."""
+    _serve(_settings(), host, port, follow_log=follow_log)
 
 
 @app.command()

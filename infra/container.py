@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from commands.ports import CommandDeps
 from infra.event_store import LedgerApplication, PostgresEventStore, PostgresIdempotencyStore
+from infra.read_side import ReadSide
 from infra.schema import migrate
 from infra.secrets import FernetSealer, embedded_master_key
 from infra.settings import Settings, SettingsError
@@ -46,9 +47,11 @@ class Container:
     store: PostgresEventStore
     deps: CommandDeps
     sealer: FernetSealer
+    read_side: ReadSide
     _keepalive: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
+        self.read_side.close()
         self.app.close()
         for handle in self._keepalive:
             # pgserver stops its server from an atexit hook, which a signal-terminated
@@ -83,4 +86,4 @@ def build_container(settings: Settings, *, run_migrations: bool = True) -> Conta
         sealer=sealer,
         clock=utc_now,
     )
-    return Container(settings, app, store, deps, sealer, keepalive)
+    return Container(settings, app, store, deps, sealer, ReadSide(store), keepalive)
