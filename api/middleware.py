@@ -36,6 +36,13 @@ class RequestContext:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await _too_large(send, request_id, self.max_body_bytes)
             return
+        if length is None and b"transfer-encoding" in headers:
+            # A streamed body announces no size: read it, up to the limit, before the app does.
+            received = await _read_limited(receive, self.max_body_bytes)
+            if received is None:
+                await _too_large(send, request_id, self.max_body_bytes)
+                return
+            receive = _replay(received, receive)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -57,6 +64,31 @@ class RequestContext:
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+
+async def _read_limited(receive: Receive, limit: int) -> list[Message] | None:
+    """The request's body messages, or None once they exceed `limit` bytes."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages
+        size += len(message.get("body", b""))
+        if size > limit:
+            return None
+        if not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 async def _too_large(send: Send, request_id: str, limit: int) -> None:
