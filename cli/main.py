@@ -8,6 +8,7 @@ from typing import Annotated
 import structlog
 import typer
 
+from cli import read_side
 from infra.logging import configure_logging
 from infra.settings import Settings, SettingsError, load_settings
 
@@ -98,6 +99,15 @@ def import_(
     settings = _settings()
     code = run_import(_container(settings), file, batch_size or settings.import_batch_size, actor)
     raise typer.Exit(code)
+
+
+
+
+app.command()(read_side.projector)
+app.command()(read_side.rebuild)
+app.command()(read_side.verify)
+app.command()(read_side.status)
+app.add_typer(read_side.dlq_app, name="dlq")
 
 
 if __name__ == "__main__":  # `python -m cli.main`, used by tests and benchmarks

@@ -64,6 +64,38 @@ class ReadSide:
         for _ in self._listener.notifies(timeout=timeout, stop_after=1):
             pass
 
+    def status(self, conn: psycopg.Connection[Any]) -> dict[str, Any]:
+        """Store head, relay position, each projection's position and lag, dead letters."""
+        head = self.store.head()
+        relay = None
+        exists = conn.execute("SELECT to_regclass('relay_checkpoints') IS NOT NULL AS t").fetchone()
+        if exists and exists["t"]:
+            relay = conn.execute("SELECT max(position) AS p FROM relay_checkpoints").fetchone()
+        checkpoints = conn.execute(
+            "SELECT projection, source, position FROM projection_checkpoints "
+            "ORDER BY projection, source"
+        ).fetchall()
+        letters = {
+            r["projection"]: r["n"]
+            for r in conn.execute(
+                "SELECT projection, count(*) AS n FROM projection_dead_letters "
+                "WHERE status <> 'resolved' GROUP BY projection"
+            ).fetchall()
+        }
+        seen = {c["projection"] for c in checkpoints}
+        rows = [
+            {"name": c["projection"], "source": c["source"], "position": c["position"]}
+            for c in checkpoints
+        ] + [
+            {"name": p.name, "source": "-", "position": 0}
+            for p in self.runner.projections
+            if p.name not in seen
+        ]
+        for row in rows:
+            row["lag"] = max(head - row["position"], 0) if row["source"] in ("log", "-") else None
+            row["dead_letters"] = letters.get(row["name"], 0)
+        return {"head": head, "relay": relay["p"] if relay else None, "projections": rows}
+
     def close(self) -> None:
         if self._listener is not None:
             self._listener.close()

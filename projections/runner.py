@@ -24,6 +24,7 @@ log = structlog.get_logger("projections")
 # Reads the events of one aggregate from the store: (aggregate, after_version, before_version).
 EventSource = Callable[[UUID, int, int], list[EventRecord]]
 DeadLetterHook = Callable[[str, EventRecord, str], None]
+PROJECTION_LOCK = 7362842  # advisory lock: appliers share it, a rebuild takes it exclusively
 
 
 class Projection(Protocol):
@@ -63,6 +64,7 @@ class Runner:
         """Applies records in order and moves every projection's checkpoint for `source`."""
         outcome = Outcome()
         with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PROJECTION_LOCK,))
             for record in records:
                 for projection in self.projections:
                     if projection.handles(record):

@@ -1,0 +1,141 @@
+"""Read-side commands: projector, rebuild, verify, status, and the dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from projections.rebuild import rebuild as rebuild_projections
+from projections.rebuild import stream_log
+from projections.verify import differences
+
+PROJECTIONS = ("current_state", "history")
+dlq_app = typer.Typer(help="Inspect and replay dead-lettered events.", no_args_is_help=True)
+
+
+def _container() -> Any:
+    from cli.main import _container as build
+    from cli.main import _settings
+
+    return build(_settings())
+
+
+def projector() -> None:
+    """Keep the read models up to date by following the event store's log (until SIGTERM)."""
+    container = _container()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        container.read_side.follower.run(stop)
+    finally:
+        container.close()
+
+
+def rebuild(
+    projection: Annotated[
+        str | None, typer.Argument(help="current_state or history (default: both)")
+    ] = None,
+) -> None:
+    """Drop and rebuild read models from the event store, with progress; then verify them."""
+    if projection is not None and projection not in PROJECTIONS:
+        typer.echo(f"unknown projection '{projection}'; expected one of {', '.join(PROJECTIONS)}")
+        raise typer.Exit(2)
+    container = _container()
+    side = container.read_side
+    chosen = [p for p in side.runner.projections if projection in (None, p.name)]
+    total = container.store.head()
+    columns = (TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns) as bar, side.connection() as conn:
+        task = bar.add_task("events", total=total)
+        head = rebuild_projections(conn, chosen, side.records_after, lambda n: bar.advance(task, n))
+        bar.update(task, completed=total)
+        problems = differences(conn, stream_log(side.records_after))
+    container.close()
+    names = ", ".join(p.name for p in chosen)
+    if problems:
+        typer.echo(f"rebuilt {names} to position {head}, but verification found differences:")
+        for line in problems:
+            typer.echo(f"  {line}")
+        raise typer.Exit(1)
+    typer.echo(f"rebuilt {names} to position {head}; verified equal to the replayed store")
+
+
+def verify() -> None:
+    """Compare the read models with the state replayed from the event store."""
+    container = _container()
+    side = container.read_side
+    with side.connection() as conn:
+        problems = differences(conn, stream_log(side.records_after))
+    container.close()
+    for line in problems:
+        typer.echo(line)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("read models equal the replayed store")
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
+) -> None:
+    """Store head, relay position, each projection's position and lag, dead-letter counts."""
+    container = _container()
+    with container.read_side.connection() as conn:
+        report = container.read_side.status(conn)
+    container.close()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    console = Console()
+    console.print(f"event store head: {report['head']}")
+    relay = report["relay"]
+    console.print(f"relay position: {relay if relay is not None else 'no relay has run'}")
+    table = Table("projection", "source", "position", "lag", "dead letters")
+    for p in report["projections"]:
+        table.add_row(
+            p["name"], p["source"], str(p["position"]), str(p["lag"]), str(p["dead_letters"])
+        )
+    console.print(table)
+
+
+@dlq_app.command("list")
+def dlq_list(limit: Annotated[int, typer.Option(help="How many to show")] = 50) -> None:
+    """Dead-lettered events and the events parked behind them."""
+    container = _container()
+    with container.read_side.connection() as conn:
+        rows = conn.execute(
+            "SELECT projection, aggregate_id, version, position, event_type, status, error "
+            "FROM projection_dead_letters WHERE status <> 'resolved' "
+            "ORDER BY projection, aggregate_id, version LIMIT %s",
+            (limit,),
+        ).fetchall()
+    container.close()
+    if not rows:
+        typer.echo("no dead letters")
+        return
+    table = Table("projection", "aggregate", "version", "position", "type", "status", "error")
+    for r in rows:
+        cells = (r["aggregate_id"], r["version"], r["position"], r["event_type"], r["status"])
+        table.add_row(r["projection"], *map(str, cells), r["error"][:80])
+    Console().print(table)
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    projection: Annotated[str | None, typer.Option(help="Only this projection")] = None,
+) -> None:
+    """Re-apply dead-lettered events (and those parked behind them) in order."""
+    container = _container()
+    with container.read_side.connection() as conn:
+        outcome = container.read_side.runner.retry_dead_letters(conn, projection)
+    container.close()
+    typer.echo(f"applied {outcome.applied}, still failing {outcome.dead_lettered}")
+    if outcome.dead_lettered:
+        raise typer.Exit(1)

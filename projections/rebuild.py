@@ -1,0 +1,151 @@
+"""Rebuild a read model from the event store: drop it, fold the whole log in memory with the
+domain's `evolve`, and write the result in bulk (COPY / pipelined upserts). Live appliers take
+a shared lock and a rebuild an exclusive one, so they never interleave."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import jsonpatch
+from psycopg import Connection, Cursor
+from psycopg.types.json import Jsonb
+
+from projections.current_state import WRITERS, CurrentState
+from projections.driver import LOG_SOURCE
+from projections.history import History, snapshot_of
+from projections.records import EventRecord
+from projections.runner import PROJECTION_LOCK, Projection
+from projections.states import EVOLVE
+
+KINDS = frozenset({"tool", "dataset", "document"})
+ReadLog = Callable[[int, int], list[EventRecord]]
+
+
+@dataclass
+class Folded:
+    """One aggregate after folding its events."""
+
+    kind: str
+    state: Any
+    last: EventRecord
+    created_at: datetime
+    deleted_at: datetime | None = None
+    snapshot: dict[str, Any] = field(default_factory=dict)
+
+
+def fold(records: Iterator[EventRecord], on_history: Callable[[list[Any]], None] | None = None,
+         progress: Callable[[int], None] | None = None) -> dict[UUID, Folded]:  # fmt: skip
+    """Folds a stream of records (in log order) into per-aggregate state; `on_history` gets the
+    history rows of each chunk, so they can be streamed to the database."""
+    folded: dict[UUID, Folded] = {}
+    chunk: list[Any] = []
+    for count, record in enumerate(records, 1):
+        if record.kind in KINDS:
+            row = _fold_one(folded, record)
+            if on_history is not None:
+                chunk.append(row)
+        if count % 5000 == 0:
+            if on_history is not None:
+                on_history(chunk)
+                chunk = []
+            if progress:
+                progress(5000)
+    if on_history is not None and chunk:
+        on_history(chunk)
+    return folded
+
+
+def _fold_one(folded: dict[UUID, Folded], r: EventRecord) -> tuple[Any, ...]:
+    prior = folded.get(r.aggregate_id)
+    state = EVOLVE[r.kind](prior.state if prior else None, r.to_event())
+    before = prior.snapshot if prior else {}
+    after = snapshot_of(state)
+    if prior is None:
+        prior = folded[r.aggregate_id] = Folded(r.kind, state, r, r.occurred_at)
+    was_deleted = prior.deleted_at is not None
+    prior.state, prior.last, prior.snapshot = state, r, after
+    if state.deleted and not was_deleted:
+        prior.deleted_at = r.occurred_at
+    elif not state.deleted:
+        prior.deleted_at = None
+    patch = jsonpatch.make_patch(before, after).patch
+    return (r.aggregate_id, r.version, r.kind, r.position, r.type, Jsonb(after), Jsonb(patch),
+            r.actor, r.reason, r.correlation_id, r.causation_id, r.occurred_at)  # fmt: skip
+
+
+def stream_log(read_log: ReadLog, batch: int = 5000) -> Iterator[EventRecord]:
+    after = 0
+    while records := read_log(after, batch):
+        yield from records
+        after = records[-1].position
+
+
+HISTORY_COLUMNS = (
+    "aggregate_id, version, kind, position, event_type, snapshot, patch, actor, reason, "
+    "correlation_id, causation_id, occurred_at"
+)
+
+
+def _copy_history(cur: Cursor[Any], rows: list[Any]) -> None:
+    with cur.copy(f"COPY rm_history ({HISTORY_COLUMNS}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _write_current(cur: Cursor[Any], folded: dict[UUID, Folded]) -> None:
+    with cur.connection.pipeline():
+        for f in folded.values():
+            WRITERS[f.kind](cur, f.state, f.last, f.created_at, f.deleted_at)
+
+
+def _reset_bookkeeping(cur: Cursor[Any], name: str) -> None:
+    for table in ("projection_versions", "projection_checkpoints", "projection_dead_letters"):
+        cur.execute(f"DELETE FROM {table} WHERE projection = %s", (name,))  # noqa: S608
+
+
+def _write_versions(cur: Cursor[Any], name: str, folded: dict[UUID, Folded]) -> None:
+    with cur.copy("COPY projection_versions (projection, aggregate_id, version) FROM STDIN") as cp:
+        for aggregate_id, f in folded.items():
+            cp.write_row((name, aggregate_id, f.last.version))
+
+
+def rebuild(
+    conn: Connection[Any],
+    projections: list[Projection],
+    read_log: ReadLog,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Rebuilds the given projections in one transaction; returns the log position reached."""
+    names = {p.name for p in projections}
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (PROJECTION_LOCK,))
+        for p in projections:
+            p.reset(cur)
+            _reset_bookkeeping(cur, p.name)
+        head = 0
+
+        def history_sink(rows: list[Any]) -> None:
+            _copy_history(cur, rows)
+
+        def tracked() -> Iterator[EventRecord]:
+            nonlocal head
+            for record in stream_log(read_log):
+                head = record.position
+                yield record
+
+        on_history = history_sink if History.name in names else None
+        folded = fold(tracked(), on_history, progress)
+        if CurrentState.name in names:
+            _write_current(cur, folded)
+        for name in names:
+            _write_versions(cur, name, folded)
+            cur.execute(
+                "INSERT INTO projection_checkpoints (projection, source, position) "
+                "VALUES (%s, %s, %s)",
+                (name, LOG_SOURCE, head),
+            )
+    return head
