@@ -9,6 +9,7 @@ import structlog
 import typer
 
 from cli import read_side
+from cli.relay import relay
 from infra.logging import configure_logging
 from infra.settings import Settings, SettingsError, load_settings
 
@@ -101,6 +102,7 @@ def import_(
     raise typer.Exit(code)
 
 
+app.command("relay")(relay)
 
 
 app.command()(read_side.projector)

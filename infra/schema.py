@@ -17,6 +17,21 @@ STATEMENTS = [
         wrapped_key bytea NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now()
     )""",
+    # The relay's checkpoint (one row per topic prefix) and, per Kafka partition, the last
+    # store position published there: the read side measures its catch-up against it.
+    """CREATE TABLE IF NOT EXISTS relay_checkpoints (
+        name text PRIMARY KEY,
+        position bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """CREATE TABLE IF NOT EXISTS relay_partitions (
+        topic text NOT NULL,
+        partition integer NOT NULL,
+        position bigint NOT NULL,
+        kafka_offset bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (topic, partition)
+    )""",
 ]
 
 

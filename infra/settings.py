@@ -20,6 +20,13 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_DB_POOL_SIZE": "an integer from 1 to 100",
     "MCP_LEDGER_IMPORT_BATCH_SIZE": "an integer from 1 to 10000",
     "MCP_LEDGER_MAX_BODY_BYTES": "an integer number of bytes",
+    "KAFKA_BOOTSTRAP_SERVERS": "HOST:PORT[,HOST:PORT...] (e.g. 127.0.0.1:9092)",
+    "MCP_LEDGER_KAFKA_TOPIC_PREFIX": "letters, digits, '.', '_' or '-' (e.g. mcp-ledger)",
+    "MCP_LEDGER_KAFKA_PARTITIONS": "an integer from 1 to 1000",
+    "MCP_LEDGER_KAFKA_REPLICATION": "an integer from 1 to 32",
+    "MCP_LEDGER_KAFKA_MAX_MESSAGE_BYTES": "an integer number of bytes from 65536 to 104857600",
+    "MCP_LEDGER_RELAY_BATCH_SIZE": "an integer from 1 to 10000",
+    "MCP_LEDGER_RELAY_POLL_INTERVAL": "seconds, a number above 0 and at most 60",
 }
 
 
@@ -38,6 +45,15 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=100)
     import_batch_size: int = Field(default=500, ge=1, le=10_000)
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    kafka_topic_prefix: str = Field(default="mcp-ledger", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    kafka_partitions: int = Field(default=3, ge=1, le=1000)
+    kafka_replication: int = Field(default=1, ge=1, le=32)
+    kafka_max_message_bytes: int = Field(default=8_388_608, ge=65_536, le=104_857_600)
+    relay_batch_size: int = Field(default=500, ge=1, le=10_000)
+    relay_poll_interval: float = Field(default=1.0, gt=0, le=60)
 
     @field_validator("database_url")
     @classmethod
@@ -62,13 +78,27 @@ class Settings(BaseSettings):
             raise ValueError("not a Fernet key") from None
         return value
 
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        for address in value.split(","):
+            host, _, port = address.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address.strip()!r} is not HOST:PORT")
+        return value
+
     @property
     def embedded(self) -> bool:
         return self.database_url is None
 
 
 def _env_name(field_name: str) -> str:
-    return "DATABASE_URL" if field_name == "database_url" else f"MCP_LEDGER_{field_name.upper()}"
+    # Unprefixed settings (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS) are reported by their alias.
+    if field_name.isupper() or field_name == "database_url":
+        return field_name.upper()
+    return f"MCP_LEDGER_{field_name.upper()}"
 
 
 def load_settings(**overrides: object) -> Settings:
