@@ -27,16 +27,49 @@ def _container() -> Any:
     return build(_settings())
 
 
-def projector() -> None:
-    """Keep the read models up to date by following the event store's log (until SIGTERM)."""
-    container = _container()
+def projector(
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="log: follow the event store in-process; kafka: run the Faust worker on the "
+            "relay's topics (default: kafka if KAFKA_BOOTSTRAP_SERVERS is set, else log)"
+        ),
+    ] = None,
+) -> None:
+    """Keep the read models up to date, from Kafka or the event store's log (until SIGTERM)."""
+    from cli.main import _container as build
+    from cli.main import _settings
+
+    settings = _settings()
+    chosen = _projector_source(source, settings)
+    container = build(settings)
+    try:
+        if chosen == "kafka":
+            from infra.projector import run_projector
+
+            run_projector(settings, container)
+        else:
+            _follow_log(container)
+    finally:
+        container.close()
+
+
+def _projector_source(source: str | None, settings: Any) -> str:
+    chosen = source or ("kafka" if settings.kafka_bootstrap_servers else "log")
+    if chosen not in ("log", "kafka"):
+        typer.echo(f"unknown source '{chosen}'; expected log or kafka", err=True)
+        raise typer.Exit(2)
+    if chosen == "kafka" and not settings.kafka_bootstrap_servers:
+        typer.echo("KAFKA_BOOTSTRAP_SERVERS: missing; --source kafka needs a broker", err=True)
+        raise typer.Exit(2)
+    return chosen
+
+
+def _follow_log(container: Any) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    try:
-        container.read_side.follower.run(stop)
-    finally:
-        container.close()
+    container.read_side.follower.run(stop)
 
 
 def rebuild(
