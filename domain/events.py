@@ -46,8 +46,7 @@ class DomainEvent:
 
     def payload(self) -> dict[str, Any]:
         """The event's own data, without identity and metadata."""
-        base = {f.name for f in fields(DomainEvent)}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in base}
+        return {name: getattr(self, name) for name in payload_names(type(self))}
 
     def meta(self) -> EventMeta:
         return EventMeta(
@@ -57,6 +56,18 @@ class DomainEvent:
             occurred_at=self.occurred_at,
             reason=self.reason,
         )
+
+
+_PAYLOAD_NAMES: dict[type[DomainEvent], tuple[str, ...]] = {}
+
+
+def payload_names(cls: type[DomainEvent]) -> tuple[str, ...]:
+    # dataclasses.fields() is slow; rebuilds call this for every event.
+    names = _PAYLOAD_NAMES.get(cls)
+    if names is None:
+        base = {f.name for f in fields(DomainEvent)}
+        names = _PAYLOAD_NAMES[cls] = tuple(f.name for f in fields(cls) if f.name not in base)
+    return names
 
 
 def stamp(meta: EventMeta, aggregate_id: UUID, version: int) -> dict[str, Any]:

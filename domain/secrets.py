@@ -27,7 +27,7 @@ def sensitive_keys_of(config: dict[str, Any], declared: Iterable[str]) -> list[s
 
 
 def is_sealed(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {SEALED} and isinstance(value[SEALED], str)
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get(SEALED), str)
 
 
 def check_sealed(

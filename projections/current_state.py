@@ -11,7 +11,7 @@ from typing import Any
 from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
-from projections.records import EventRecord, redact_sealed
+from projections.records import EventRecord
 from projections.states import EVOLVE, state_from_doc
 
 TABLES = {"tool": "rm_tools", "dataset": "rm_datasets", "document": "rm_documents"}
@@ -52,7 +52,8 @@ def _deleted_at(deleted: bool, before: datetime | None, record: EventRecord) -> 
 
 
 def _doc(state: Any) -> Jsonb:
-    return Jsonb(redact_sealed(state.fields()))
+    # States here are folded from EventRecords, whose secrets are already redacted.
+    return Jsonb(state.fields())
 
 
 def _write_tool(

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonpatch
 from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
-from projections.records import EventRecord, redact_sealed
+from projections.json_diff import json_diff
+from projections.records import EventRecord
 from projections.states import EVOLVE, state_from_doc
 
 KINDS = frozenset({"tool", "dataset", "document"})
 
 
 def snapshot_of(state: Any) -> dict[str, Any]:
-    return redact_sealed(state.fields())  # type: ignore[no-any-return]
+    # States here are folded from EventRecords, whose secrets are already redacted.
+    return state.fields()  # type: ignore[no-any-return]
 
 
 class History:
@@ -39,7 +40,7 @@ class History:
             before = row["snapshot"]
             previous = state_from_doc(record.kind, record.aggregate_id, record.version - 1, before)
         after = snapshot_of(EVOLVE[record.kind](previous, record.to_event()))
-        patch = jsonpatch.make_patch(before or {}, after).patch
+        patch = json_diff(before or {}, after)
         cur.execute(
             """INSERT INTO rm_history (aggregate_id, version, kind, position, event_type, snapshot,
                 patch, actor, reason, correlation_id, causation_id, occurred_at)

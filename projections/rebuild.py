@@ -10,13 +10,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import jsonpatch
 from psycopg import Connection, Cursor
 from psycopg.types.json import Jsonb
 
 from projections.current_state import WRITERS, CurrentState
 from projections.driver import LOG_SOURCE
 from projections.history import History, snapshot_of
+from projections.json_diff import json_diff
 from projections.records import EventRecord
 from projections.runner import PROJECTION_LOCK, Projection
 from projections.states import EVOLVE
@@ -72,7 +72,7 @@ def _fold_one(folded: dict[UUID, Folded], r: EventRecord) -> tuple[Any, ...]:
         prior.deleted_at = r.occurred_at
     elif not state.deleted:
         prior.deleted_at = None
-    patch = jsonpatch.make_patch(before, after).patch
+    patch = json_diff(before, after)
     return (r.aggregate_id, r.version, r.kind, r.position, r.type, Jsonb(after), Jsonb(patch),
             r.actor, r.reason, r.correlation_id, r.causation_id, r.occurred_at)  # fmt: skip
 

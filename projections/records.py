@@ -31,6 +31,17 @@ KIND_OF_EVENT: dict[str, str] = {
 }
 
 
+_UUID_FIELDS: dict[type[DomainEvent], tuple[str, ...]] = {}
+
+
+def _uuid_fields(cls: type[DomainEvent]) -> tuple[str, ...]:
+    names = _UUID_FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.type in ("UUID", UUID))
+        _UUID_FIELDS[cls] = names
+    return names
+
+
 def redact_sealed(value: Any) -> Any:
     if is_sealed(value):
         return REDACTED
@@ -85,9 +96,9 @@ class EventRecord:
             self.actor, self.correlation_id, self.causation_id, self.occurred_at, self.reason
         )
         data = dict(self.data)
-        for f in dataclasses.fields(cls):
-            if f.name in data and f.type in ("UUID", UUID):
-                data[f.name] = UUID(data[f.name])
+        for name in _uuid_fields(cls):
+            if name in data:
+                data[name] = UUID(data[name])
         return cls(**stamp(meta, self.aggregate_id, self.version), **data)
 
 
