@@ -18,6 +18,8 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
+pytest_plugins = ["tests.kafka_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
