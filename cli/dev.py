@@ -19,10 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _checkout_script(name: str) -> Path:
     script = ROOT / "scripts" / name
-    if not script.is_file() or not (ROOT / "kafka" / "pom.xml").is_file():
+    if not script.is_file() or not (ROOT / "scripts" / "kafka-broker" / "pom.xml").is_file():
         typer.echo(
             f"`mcp-ledger dev {name}` needs a checkout of the mcp-ledger repository: "
-            f"scripts/{name} and kafka/pom.xml are not next to this installation ({ROOT}). "
+            f"scripts/{name} and scripts/kafka-broker/pom.xml are not next to this installation "
+            f"({ROOT}). "
             "Run it from a checkout (`pip install -e .` there), or run any Kafka yourself "
             "and set KAFKA_BOOTSTRAP_SERVERS.",
             err=True,
