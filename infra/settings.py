@@ -20,6 +20,7 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_DB_POOL_SIZE": "an integer from 1 to 100",
     "MCP_LEDGER_IMPORT_BATCH_SIZE": "an integer from 1 to 10000",
     "MCP_LEDGER_MAX_BODY_BYTES": "an integer number of bytes",
+    "MCP_LEDGER_READ_WAIT_SECONDS": "seconds, a number from 0 to 300",
     "KAFKA_BOOTSTRAP_SERVERS": "HOST:PORT[,HOST:PORT...] (e.g. 127.0.0.1:9092)",
     "MCP_LEDGER_KAFKA_TOPIC_PREFIX": "letters, digits, '.', '_' or '-' (e.g. mcp-ledger)",
     "MCP_LEDGER_KAFKA_PARTITIONS": "an integer from 1 to 1000",
@@ -45,6 +46,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=100)
     import_batch_size: int = Field(default=500, ge=1, le=10_000)
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    # How long a read with `min_position` waits for the projections before answering 503.
+    read_wait_seconds: float = Field(default=5.0, ge=0, le=300)
     kafka_bootstrap_servers: str | None = Field(
         default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
     )

@@ -78,14 +78,32 @@ def deps(container):  # type: ignore[no-untyped-def]
     return container.deps
 
 
-@pytest.fixture(scope="session")
-def client(container) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
-    """In-process HTTP client over the real app and the real database."""
+def read_your_writes_client(container):  # type: ignore[no-untyped-def]
+    """A TestClient whose API reads (GET /api/v1/...) read their own writes: each first lets the
+    projections catch up, as a projector would, then asks for `min_position` = the store's last
+    position. A read side that does not reach it fails the read (503) instead of going stale."""
     from fastapi.testclient import TestClient
 
     from api.app import create_app
 
-    with TestClient(create_app(container), raise_server_exceptions=False) as c:
+    class ReadYourWrites(TestClient):
+        def request(self, method, url, *args, params=None, **kwargs):  # type: ignore[no-untyped-def]
+            if method.upper() == "GET" and str(url).startswith("/api/v1/"):
+                container.read_side.follower.catch_up()
+                target = httpx.URL(str(url))
+                query = target.params.merge(params)  # (httpx would drop the URL's own query)
+                if "min_position" not in query:
+                    query = query.set("min_position", container.store.head())
+                url, params = target.copy_with(params=query), None
+            return super().request(method, url, *args, params=params, **kwargs)
+
+    return ReadYourWrites(create_app(container), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def client(container) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    """In-process HTTP client over the real app and the real database (reads see prior writes)."""
+    with read_your_writes_client(container) as c:
         yield c
 
 

@@ -1,23 +1,51 @@
-"""/api/v1/datasets: commands on datasets, and reads by replay."""
+"""/api/v1/datasets: commands on datasets, and reads from the read models."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Response
 
-from api.deps import Ctx, Deps
-from api.routes.common import add_read_routes, write_response
-from api.schemas import ERRORS, WriteResponse
+from api.deps import Cont, Ctx, Deps
+from api.routes.common import (
+    WAIT,
+    Cursor,
+    IncludeDeleted,
+    Limit,
+    Tags,
+    Text,
+    Words,
+    add_read_routes,
+    read_page,
+    sort_param,
+    write_response,
+)
+from api.schemas import ERRORS, READ_ERRORS, WriteResponse, page_model
 from commands import datasets as handlers
 from commands.inputs import ChangeColumns, DescribeDataset, RecordProfile, RegisterDataset
-from domain.dataset import Dataset
+from projections import queries
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 
-def render_dataset(dataset: Dataset) -> dict[str, Any]:
-    return dataset.fields()
+@router.get("", response_model=page_model("dataset"), responses=READ_ERRORS, dependencies=WAIT)
+def list_datasets(  # noqa: PLR0917 - FastAPI reads the signature
+    c: Cont,
+    response: Response,
+    owner: Text = None,
+    tag: Tags = None,
+    status: Literal["active", "archived"] | None = None,
+    text: Words = None,
+    include_deleted: IncludeDeleted = False,
+    sort: Annotated[str, sort_param(queries.TABLES["dataset"].sorts)] = queries.DEFAULT_SORT,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Any:
+    """Datasets (with their columns) from the current-state read model, a page at a time."""
+    listing = queries.Listing(sort, cursor, limit, tuple(tag or ()), text, include_deleted)
+    query = partial(queries.list_datasets, listing=listing, owner=owner, status=status)
+    return read_page(c, response, query)
 
 
 @router.post("", status_code=201, response_model=WriteResponse, responses=ERRORS)
@@ -85,4 +113,4 @@ def restore_dataset(ref: str, deps: Deps, ctx: Ctx, response: Response) -> dict[
     return write_response(handlers.restore_dataset(deps, ref, ctx), response)
 
 
-add_read_routes(router, handlers.DATASET, render_dataset)
+add_read_routes(router, handlers.DATASET)

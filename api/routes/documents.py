@@ -1,24 +1,53 @@
-"""/api/v1/documents: commands on documents, and reads by replay. Documents have no slug:
+"""/api/v1/documents: commands on documents, and reads from the read models. Documents have no slug:
 `{ref}` is always the document's id."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Annotated, Any
+from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
-from api.deps import Ctx, Deps
-from api.routes.common import add_read_routes, write_response
-from api.schemas import ERRORS, WriteResponse
+from api.deps import Cont, Ctx, Deps
+from api.routes.common import (
+    WAIT,
+    Cursor,
+    IncludeDeleted,
+    Limit,
+    Tags,
+    Words,
+    add_read_routes,
+    read_page,
+    sort_param,
+    write_response,
+)
+from api.schemas import ERRORS, READ_ERRORS, WriteResponse, page_model
 from commands import documents as handlers
 from commands.inputs import AddDocument, RetagDocument, ReviseDocument
-from domain.document import Document
+from projections import queries
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
 
-def render_document(document: Document) -> dict[str, Any]:
-    return document.fields()
+@router.get("", response_model=page_model("document"), responses=READ_ERRORS, dependencies=WAIT)
+def list_documents(  # noqa: PLR0917 - FastAPI reads the signature
+    c: Cont,
+    response: Response,
+    tag: Tags = None,
+    linked_to: Annotated[
+        UUID | None, Query(description="Only documents linked to this tool or dataset id")
+    ] = None,
+    text: Words = None,
+    include_deleted: IncludeDeleted = False,
+    sort: Annotated[str, sort_param(queries.TABLES["document"].sorts)] = queries.DEFAULT_SORT,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Any:
+    """Documents from the current-state read model, a page at a time (keyset cursor)."""
+    listing = queries.Listing(sort, cursor, limit, tuple(tag or ()), text, include_deleted)
+    query = partial(queries.list_documents, listing=listing, linked_to=linked_to)
+    return read_page(c, response, query)
 
 
 @router.post("", status_code=201, response_model=WriteResponse, responses=ERRORS)
@@ -59,4 +88,4 @@ def restore_document(ref: str, deps: Deps, ctx: Ctx, response: Response) -> dict
     return write_response(handlers.restore_document(deps, ref, ctx), response)
 
 
-add_read_routes(router, handlers.DOCUMENT, render_document)
+add_read_routes(router, handlers.DOCUMENT)

@@ -1,30 +1,58 @@
-"""/api/v1/tools: commands on tools, and reads by replay."""
+"""/api/v1/tools: commands on tools, and reads from the read models."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from functools import partial
+from typing import Annotated, Any, Literal
 
 import yaml
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Ctx, Deps
+from api.deps import Cont, Ctx, Deps
 from api.errors import ApiError
-from api.routes.common import add_read_routes, write_response
-from api.schemas import ERRORS, WriteResponse
+from api.routes.common import (
+    WAIT,
+    Cursor,
+    IncludeDeleted,
+    Limit,
+    Tags,
+    Text,
+    Words,
+    add_read_routes,
+    read_page,
+    sort_param,
+    write_response,
+)
+from api.schemas import ERRORS, READ_ERRORS, WriteResponse, page_model
 from commands import tools as handlers
 from commands.import_tools import import_tools
 from commands.inputs import RegisterTool, ToolBatch, UpdateTool
 from domain.errors import InvalidInput
-from domain.tool import Tool
+from projections import queries
 
 router = APIRouter(prefix="/tools", tags=["tools"])
 
 
-def render_tool(tool: Tool) -> dict[str, Any]:
-    return tool.fields()
+@router.get("", response_model=page_model("tool"), responses=READ_ERRORS, dependencies=WAIT)
+def list_tools(  # noqa: PLR0917 - FastAPI reads the signature
+    c: Cont,
+    response: Response,
+    category: Text = None,
+    tag: Tags = None,
+    status: Literal["draft", "active", "deprecated"] | None = None,
+    text: Words = None,
+    include_deleted: IncludeDeleted = False,
+    sort: Annotated[str, sort_param(queries.TABLES["tool"].sorts)] = queries.DEFAULT_SORT,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Any:
+    """Tools from the current-state read model, a page at a time (keyset cursor)."""
+    listing = queries.Listing(sort, cursor, limit, tuple(tag or ()), text, include_deleted)
+    query = partial(queries.list_tools, listing=listing, category=category, status=status)
+    return read_page(c, response, query)
 
 
 @router.post("", status_code=201, response_model=WriteResponse, responses=ERRORS)
@@ -62,7 +90,7 @@ def restore_tool(ref: str, deps: Deps, ctx: Ctx, response: Response) -> dict[str
     return write_response(handlers.restore_tool(deps, ref, ctx), response)
 
 
-add_read_routes(router, handlers.TOOL, render_tool)
+add_read_routes(router, handlers.TOOL)
 
 batch_router = APIRouter(tags=["tools"])
 

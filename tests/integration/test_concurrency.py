@@ -63,7 +63,16 @@ def register(server: LiveServer, **overrides: Any) -> dict[str, Any]:
     return dict(answer.json())
 
 
-def test_expected_version_lets_exactly_one_writer_win(server, db) -> None:  # type: ignore[no-untyped-def]
+def read_back(server: LiveServer, container: Any, ref: str, position: int) -> dict[str, Any]:
+    """The live server runs no projections (no --follow-log): catch them up here, then read
+    with the write's position."""
+    container.read_side.follower.catch_up()
+    answer = httpx.get(f"{server.url}/api/v1/tools/{ref}", params={"min_position": position})
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_expected_version_lets_exactly_one_writer_win(server, db, container) -> None:  # type: ignore[no-untyped-def]
     tool = register(server)
     answers = in_parallel(
         server.url,
@@ -80,7 +89,7 @@ def test_expected_version_lets_exactly_one_writer_win(server, db) -> None:  # ty
     (winner,) = [a for a in answers if a.status_code == 200]
     assert winner.json()["version"] == 2
     assert [v for v, _, _ in rows_of(db, tool["id"])] == [1, 2]
-    stored = httpx.get(f"{server.url}/api/v1/tools/{tool['id']}").json()
+    stored = read_back(server, container, tool["id"], winner.json()["position"])
     winner_index = answers.index(winner)
     assert stored["tool"]["name"] == f"writer {winner_index}"
     assert stored["position"] == winner.json()["position"]
@@ -137,7 +146,7 @@ def test_blind_concurrent_updates_lose_nothing(server, db) -> None:  # type: ign
     ]
 
 
-def test_one_slug_is_registered_exactly_once(server, db) -> None:  # type: ignore[no-untyped-def]
+def test_one_slug_is_registered_exactly_once(server, db, container) -> None:  # type: ignore[no-untyped-def]
     slug = f"race-{uuid.uuid4().hex[:12]}"
     answers = in_parallel(
         server.url,
@@ -148,7 +157,7 @@ def test_one_slug_is_registered_exactly_once(server, db) -> None:  # type: ignor
     assert count_topic_with_slug(db, REGISTERED, slug) == 1
     assert count_topic_with_slug(db, SLUG_CLAIMED, slug) == 1
     (winner,) = [a for a in answers if a.status_code == 201]
-    stored = httpx.get(f"{server.url}/api/v1/tools/{slug}").json()
+    stored = read_back(server, container, slug, winner.json()["position"])
     assert stored["id"] == winner.json()["id"]
     assert stored["tool"]["name"] == f"creator {answers.index(winner)}"
 
