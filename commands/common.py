@@ -14,11 +14,12 @@ from commands.errors import (
     IdempotencyKeyReused,
     IdempotencyRace,
     NotFound,
+    SlugTaken,
     VersionConflict,
 )
 from commands.ports import Appended, CommandDeps
 from domain.events import DomainEvent, EventMeta
-from domain.secrets import REDACTED, is_sealed
+from domain.secrets import REDACTED, has_path, is_sealed, secret_paths, value_at, with_value
 from domain.slug_index import SlugClaimed, slug_index_id
 
 S = TypeVar("S")
@@ -85,9 +86,11 @@ def idempotent(
     if hit is None:
         try:
             return run()
-        except IdempotencyRace:
+        except (IdempotencyRace, SlugTaken, VersionConflict):
+            # A concurrent request with the same key may have won: answer with its result.
             hit = deps.idempotency.lookup(request.key)
-            assert hit is not None
+            if hit is None:
+                raise
     stored_hash, results = hit
     if stored_hash != request.request_hash:
         raise IdempotencyKeyReused(request.key)
@@ -137,18 +140,16 @@ def seal_sensitive(
     keys: Iterable[str],
     previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Seals every value under a sensitive key. The redacted placeholder keeps the stored value,
-    and so does the stored sealed value itself (it must not be sealed a second time)."""
-    out = dict(config)
-    for key in keys:
-        if key not in out:
-            continue
-        if (
-            previous is not None
-            and key in previous
-            and (out[key] == REDACTED or (is_sealed(out[key]) and out[key] == previous[key]))
-        ):
-            out[key] = previous[key]
+    """Seals every secret in the config (see domain.secrets.secret_paths). The redacted
+    placeholder keeps the stored value, and so does the stored sealed value itself (it must not
+    be sealed a second time)."""
+    out = config
+    for path in secret_paths(config, keys):
+        value = value_at(config, path)
+        old = value_at(previous, path) if previous and has_path(previous, path) else None
+        if old is not None and (value == REDACTED or (is_sealed(value) and value == old)):
+            sealed = old
         else:
-            out[key] = deps.sealer.seal(aggregate_id, out[key])
+            sealed = deps.sealer.seal(aggregate_id, value)
+        out = with_value(out, path, sealed)
     return out

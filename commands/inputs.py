@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 # Only JSON: YAML dates/sets or NaN would otherwise reach the event store (a crash, or "NaN" in
 # the stored JSON that other readers cannot parse).
@@ -12,8 +12,27 @@ JsonObject = dict[str, JsonValue]
 STRICT_JSON = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # Postgres text and jsonb cannot hold U+0000: accepting it would store an event that
+        # no read model can project.
+        if _has_nul(value):
+            raise ValueError("must not contain the NUL character (\\u0000)")
+        return value
 
     def given(self) -> dict[str, Any]:
         """Only the fields the caller actually sent (a PATCH changes nothing else)."""
