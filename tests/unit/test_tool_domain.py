@@ -19,8 +19,9 @@ from domain.secrets import (
     REDACTED,
     SEALED,
     check_sealed,
-    keep_unchanged_secrets,
+    secret_paths,
     sensitive_keys_of,
+    with_value,
 )
 from domain.validation import check_json_schema, check_slug
 from tests.tool_model import (
@@ -391,7 +392,17 @@ def test_the_domain_never_accepts_a_clear_secret() -> None:
     assert [e.field for e in caught.value.errors] == ["config.dsn"]
 
 
-def test_redacted_placeholder_keeps_the_stored_secret() -> None:
-    old = {"api_token": {SEALED: "v1:old"}, "url": "a"}
-    new = keep_unchanged_secrets({"api_token": REDACTED, "url": "b"}, old, ["api_token"])
-    assert new == {"api_token": {SEALED: "v1:old"}, "url": "b"}
+def test_secret_paths_find_declared_and_nested_credentials() -> None:
+    config = {
+        "dsn": "postgres://x",
+        "auth": {"token": "t", "user": "u"},
+        "servers": [{"password": "p"}, {"host": "h"}],
+        "sealed": {"password": {SEALED: "v1:x"}},
+    }
+    assert secret_paths(config, ["dsn"]) == [
+        ("dsn",), ("auth", "token"), ("servers", 0, "password"), ("sealed", "password"),
+    ]  # fmt: skip
+    updated = with_value(config, ("servers", 0, "password"), REDACTED)
+    assert updated["servers"][0] == {"password": REDACTED}
+    assert config["servers"][0] == {"password": "p"}  # the original is not changed
+    assert check_sealed(config, ["dsn"])[1].field == "config.auth.token"
