@@ -4,6 +4,7 @@ runner and connections, the CloudEvents decoder, and a Faust worker to run it al
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from infra.cloudevents import from_message
@@ -17,14 +18,14 @@ from projections.runner import DeadLetterHook, Runner
 
 def faust_config(settings: Settings, **overrides: Any) -> FaustConfig:
     spec = RelayConfig.from_settings(settings).topics
-    return FaustConfig(
+    config = FaustConfig(
         app_id=f"{spec.prefix}-projector",
         bootstrap_servers=settings.kafka_bootstrap_servers or "",
         topics=[name for kind in KIND_TOPICS if (name := spec.for_kind(kind))],
         dead_letter_topic=spec.dead_letter,
         datadir=settings.data_dir / "projector",
-        **overrides,
     )
+    return replace(config, **overrides)
 
 
 def ensure_relay_topics(settings: Settings) -> None:
