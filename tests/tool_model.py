@@ -34,9 +34,8 @@ def unique(slug: str) -> str:
 unique_slugs = slug_core.map(unique)
 
 
-# Any Unicode but NUL: Postgres text and jsonb cannot hold U+0000, so the read models cannot
-# store it (the event store's bytea can). Reported; until the write side refuses NUL or the
-# projections encode it, a NUL would stop the projections for every later event.
+# Any Unicode but NUL: Postgres text and jsonb cannot hold U+0000, so the API refuses it and the
+# read models could not store it (the handlers, which these tests also drive, do not check).
 CHARS = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
 
 
