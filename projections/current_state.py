@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import Cursor
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 from projections.records import EventRecord
 from projections.states import EVOLVE, state_from_doc
@@ -51,9 +51,9 @@ def _deleted_at(deleted: bool, before: datetime | None, record: EventRecord) -> 
     return before or record.occurred_at
 
 
-def _doc(state: Any) -> Jsonb:
+def _doc(state: Any) -> Json:
     # States here are folded from EventRecords, whose secrets are already redacted.
-    return Jsonb(state.fields())
+    return Json(state.fields())
 
 
 def _write_tool(

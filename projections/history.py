@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from psycopg import Cursor
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 from projections.json_diff import json_diff
 from projections.records import EventRecord
@@ -46,7 +46,7 @@ class History:
                 patch, actor, reason, correlation_id, causation_id, occurred_at)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (record.aggregate_id, record.version, record.kind, record.position, record.type,
-             Jsonb(after), Jsonb(patch), record.actor, record.reason, record.correlation_id,
+             Json(after), Json(patch), record.actor, record.reason, record.correlation_id,
              record.causation_id, record.occurred_at),
         )  # fmt: skip
 

@@ -235,7 +235,7 @@ HISTORIC = """SELECT h.aggregate_id AS id, h.version AS aggregate_version, h.pos
     CASE WHEN (h.snapshot ->> 'deleted')::boolean THEN
         (SELECT d.occurred_at FROM rm_history d
             WHERE d.aggregate_id = h.aggregate_id AND d.version <= h.version
-            AND d.patch @> '[{"path": "/deleted", "value": true}]'
+            AND d.event_type IN ('ToolDeleted', 'DatasetDeleted', 'DocumentRemoved')
             ORDER BY d.version DESC LIMIT 1)
     END AS deleted_at
 FROM rm_history h

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import Connection, Cursor
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 from projections.current_state import WRITERS, CurrentState
 from projections.driver import LOG_SOURCE
@@ -73,7 +73,7 @@ def _fold_one(folded: dict[UUID, Folded], r: EventRecord) -> tuple[Any, ...]:
     elif not state.deleted:
         prior.deleted_at = None
     patch = json_diff(before, after)
-    return (r.aggregate_id, r.version, r.kind, r.position, r.type, Jsonb(after), Jsonb(patch),
+    return (r.aggregate_id, r.version, r.kind, r.position, r.type, Json(after), Json(patch),
             r.actor, r.reason, r.correlation_id, r.causation_id, r.occurred_at)  # fmt: skip
 
 

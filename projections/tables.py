@@ -1,4 +1,7 @@
-"""Read-model tables and the projections' own bookkeeping. Created idempotently at start."""
+"""Read-model tables and the projections' own bookkeeping. Created idempotently at start.
+
+Documents (`doc`, `snapshot`, `patch`) are `json`, not `jsonb`: jsonb reorders object keys and
+rewrites numbers, and a tool's input schema must come back exactly as it was registered."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ CURRENT_STATE = [
         created_at timestamptz NOT NULL,
         updated_at timestamptz NOT NULL,
         deleted_at timestamptz,
-        doc jsonb NOT NULL,
+        doc json NOT NULL,
         search tsvector GENERATED ALWAYS AS (
             to_tsvector('simple', slug || ' ' || name || ' ' || description || ' ' || category)
         ) STORED
@@ -42,7 +45,7 @@ CURRENT_STATE = [
         created_at timestamptz NOT NULL,
         updated_at timestamptz NOT NULL,
         deleted_at timestamptz,
-        doc jsonb NOT NULL,
+        doc json NOT NULL,
         search tsvector GENERATED ALWAYS AS (
             to_tsvector('simple', slug || ' ' || name || ' ' || description)
         ) STORED
@@ -74,7 +77,7 @@ CURRENT_STATE = [
         created_at timestamptz NOT NULL,
         updated_at timestamptz NOT NULL,
         deleted_at timestamptz,
-        doc jsonb NOT NULL,
+        doc json NOT NULL,
         search tsvector GENERATED ALWAYS AS (
             to_tsvector('simple', title || ' ' || (doc ->> 'content'))
         ) STORED
@@ -92,8 +95,8 @@ HISTORY = [
         kind text NOT NULL,
         position bigint NOT NULL,
         event_type text NOT NULL,
-        snapshot jsonb NOT NULL,
-        patch jsonb NOT NULL,
+        snapshot json NOT NULL,
+        patch json NOT NULL,
         actor text NOT NULL,
         reason text,
         correlation_id text NOT NULL,

@@ -58,3 +58,20 @@ def test_replaying_the_log_again_changes_nothing(client, read_side) -> None:
     assert outcome.skipped > 0
     row = _row(read_side, "SELECT aggregate_version FROM rm_tools WHERE id = %s", tool_id)
     assert row == {"aggregate_version": 1}
+
+
+def test_read_models_keep_the_schema_exactly_as_registered(client, read_side) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"zeta": {"type": "string"}, "alpha": {"type": "integer"}, "mid": {}},
+        "required": ["zeta"],
+    }
+    body = tool_body(input_schema=schema, examples=[{"n": 53414166357636897}])
+    tool_id = client.post("/api/v1/tools", json=body).json()["id"]
+    read_side.follower.catch_up()
+    got = client.get(f"/api/v1/tools/{tool_id}").json()["tool"]
+    assert list(got["input_schema"]["properties"]) == ["zeta", "alpha", "mid"]
+    assert got["examples"] == [{"n": 53414166357636897}]
+    versions = client.get(f"/api/v1/tools/{tool_id}/versions?include_snapshot=true").json()
+    first = versions["items"][0]["snapshot"]
+    assert list(first["input_schema"]["properties"]) == ["zeta", "alpha", "mid"]

@@ -59,7 +59,9 @@ def test_verify_reports_a_tampered_read_model(client, container) -> None:
     side.follower.catch_up()
     with side.connection() as conn:
         conn.execute(
-            'UPDATE rm_tools SET doc = doc || \'{"name": "tampered"}\' WHERE id = %s', (tool_id,)
+            'UPDATE rm_tools SET doc = (doc::jsonb || \'{"name": "tampered"}\')::json '
+            "WHERE id = %s",
+            (tool_id,),
         )
         conn.commit()
         problems = differences(conn, stream_log(side.records_after))
