@@ -45,9 +45,7 @@ def projector(
     container = build(settings)
     try:
         if chosen == "kafka":
-            from infra.projector import run_projector
-
-            run_projector(settings, container)
+            _run_kafka_projector(settings, container)
         else:
             _follow_log(container)
     finally:
@@ -63,6 +61,19 @@ def _projector_source(source: str | None, settings: Any) -> str:
         typer.echo("KAFKA_BOOTSTRAP_SERVERS: missing; --source kafka needs a broker", err=True)
         raise typer.Exit(2)
     return chosen
+
+
+def _run_kafka_projector(settings: Any, container: Any) -> None:
+    from kafka.errors import KafkaError
+
+    from infra.kafka_topics import TopicError
+    from infra.projector import run_projector
+
+    try:
+        run_projector(settings, container)
+    except (KafkaError, TopicError) as exc:
+        typer.echo(f"projector: Kafka failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _follow_log(container: Any) -> None:
