@@ -36,6 +36,7 @@ def create_app(
         stop = threading.Event()
         worker = None
         if follow_log:
+            container.read_side.kafka_prefix = None  # this process feeds them from the log
             worker = threading.Thread(
                 target=container.read_side.follower.run, args=(stop,), name="projections"
             )

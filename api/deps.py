@@ -16,7 +16,6 @@ from api.errors import ApiError
 from commands.context import CommandContext
 from commands.ports import CommandDeps, IdempotencyRequest
 from infra.container import Container
-from projections.positions import applied_position
 
 
 # Plain `def` dependencies run in the thread pool; these are trivial, so `async def` keeps
@@ -107,7 +106,7 @@ async def _wait_for(reached: Callable[[], int], wanted: int, timeout: float) -> 
 
 def projections_position(c: Container) -> int:
     with c.read_side.connection() as conn:
-        return applied_position(conn)
+        return c.read_side.applied_position(conn)
 
 
 async def wait_for_projections(

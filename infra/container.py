@@ -86,4 +86,8 @@ def build_container(settings: Settings, *, run_migrations: bool = True) -> Conta
         sealer=sealer,
         clock=utc_now,
     )
-    return Container(settings, app, store, deps, sealer, ReadSide(store), keepalive)
+    kafka_feed = settings.read_feed == "kafka" or (
+        settings.read_feed == "auto" and settings.kafka_bootstrap_servers is not None
+    )
+    feed = settings.kafka_topic_prefix if kafka_feed else None
+    return Container(settings, app, store, deps, sealer, ReadSide(store, feed), keepalive)

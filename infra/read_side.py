@@ -15,13 +15,16 @@ from infra.event_store import PostgresEventStore
 from projections.current_state import CurrentState
 from projections.driver import LogFollower
 from projections.history import History
+from projections.positions import applied_position
 from projections.records import EventRecord
 from projections.runner import Runner
 
 
 class ReadSide:
-    def __init__(self, store: PostgresEventStore) -> None:
+    def __init__(self, store: PostgresEventStore, kafka_prefix: str | None = None) -> None:
         self.store = store
+        # Which feed the read models follow: a relay's Kafka topics, or the log (None).
+        self.kafka_prefix = kafka_prefix
         self._listener: psycopg.Connection[Any] | None = None
         self.runner = Runner([CurrentState(), History()], self.events_between)
         self.follower = LogFollower(
@@ -63,6 +66,9 @@ class ReadSide:
             self._listener.execute("LISTEN ledger_events")
         for _ in self._listener.notifies(timeout=timeout, stop_after=1):
             pass
+
+    def applied_position(self, conn: psycopg.Connection[Any]) -> int:
+        return applied_position(conn, self.kafka_prefix)
 
     def status(self, conn: psycopg.Connection[Any]) -> dict[str, Any]:
         """Store head, relay position, each projection's position and lag, dead letters."""

@@ -188,7 +188,7 @@ class Publisher:
 
 
 def make_producer(config: RelayConfig) -> Any:
-    from kafka import KafkaProducer  # type: ignore[attr-defined]
+    from kafka import KafkaProducer
 
     size = config.topics.max_message_bytes
     return KafkaProducer(

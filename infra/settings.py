@@ -21,6 +21,7 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_IMPORT_BATCH_SIZE": "an integer from 1 to 10000",
     "MCP_LEDGER_MAX_BODY_BYTES": "an integer number of bytes",
     "MCP_LEDGER_READ_WAIT_SECONDS": "seconds, a number from 0 to 300",
+    "MCP_LEDGER_READ_FEED": "auto, log or kafka",
     "KAFKA_BOOTSTRAP_SERVERS": "HOST:PORT[,HOST:PORT...] (e.g. 127.0.0.1:9092)",
     "MCP_LEDGER_KAFKA_TOPIC_PREFIX": "letters, digits, '.', '_' or '-' (e.g. mcp-ledger)",
     "MCP_LEDGER_KAFKA_PARTITIONS": "an integer from 1 to 1000",
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
     # How long a read with `min_position` waits for the projections before answering 503.
     read_wait_seconds: float = Field(default=5.0, ge=0, le=300)
+    read_feed: Literal["auto", "log", "kafka"] = "auto"
     kafka_bootstrap_servers: str | None = Field(
         default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
     )

@@ -12,17 +12,18 @@ READ_MODELS = ("current_state", "history")
 LOG_SOURCE = "log"
 
 
-def applied_position(conn: Connection[Any]) -> int:
-    """The lowest log checkpoint over the read models (0 if one has none). Without any log
-    checkpoint the projections are fed from Kafka, which measures progress differently."""
+def applied_position(conn: Connection[Any], kafka_prefix: str | None = None) -> int:
+    """The event-store position every read model has applied. The feed is configuration, not a
+    guess: with `kafka_prefix` the projections consume that relay's topics, otherwise they
+    follow the log (the lowest 'log' checkpoint, 0 if a read model has none)."""
+    if kafka_prefix is not None:
+        return kafka_applied_position(conn, kafka_prefix)
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             "SELECT projection, position FROM projection_checkpoints "
             "WHERE source = %s AND projection = ANY(%s)",
             (LOG_SOURCE, list(READ_MODELS)),
         ).fetchall()
-    if not rows:
-        return kafka_applied_position(conn)
     reached = {r["projection"]: int(r["position"]) for r in rows}
     return min(reached.get(name, 0) for name in READ_MODELS)
 

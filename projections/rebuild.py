@@ -103,8 +103,26 @@ def _write_current(cur: Cursor[Any], folded: dict[UUID, Folded]) -> None:
 
 
 def _reset_bookkeeping(cur: Cursor[Any], name: str) -> None:
-    for table in ("projection_versions", "projection_checkpoints", "projection_dead_letters"):
+    # Kafka checkpoints stay: the consumer group's offsets do not rewind with a rebuild.
+    for table in ("projection_versions", "projection_dead_letters"):
         cur.execute(f"DELETE FROM {table} WHERE projection = %s", (name,))  # noqa: S608
+
+
+def _checkpoint_rebuilt(cur: Cursor[Any], name: str, head: int) -> None:
+    """Everything up to `head` is applied now: the log checkpoint is `head`, and every Kafka
+    partition whose last relayed position is at or below `head` is caught up."""
+    cur.execute(
+        """INSERT INTO projection_checkpoints (projection, source, position)
+        SELECT %(name)s, %(log)s, %(head)s
+        UNION ALL
+        SELECT %(name)s, p.topic || ':' || p.partition, p.position
+        FROM relay_partitions p WHERE p.position <= %(head)s
+        ON CONFLICT (projection, source) DO UPDATE SET
+            position = CASE WHEN EXCLUDED.source = %(log)s THEN EXCLUDED.position
+                ELSE GREATEST(projection_checkpoints.position, EXCLUDED.position) END,
+            updated_at = now()""",
+        {"name": name, "log": LOG_SOURCE, "head": head},
+    )
 
 
 def _write_versions(cur: Cursor[Any], name: str, folded: dict[UUID, Folded]) -> None:
@@ -143,9 +161,5 @@ def rebuild(
             _write_current(cur, folded)
         for name in names:
             _write_versions(cur, name, folded)
-            cur.execute(
-                "INSERT INTO projection_checkpoints (projection, source, position) "
-                "VALUES (%s, %s, %s)",
-                (name, LOG_SOURCE, head),
-            )
+            _checkpoint_rebuilt(cur, name, head)
     return head

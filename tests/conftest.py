@@ -61,6 +61,7 @@ def settings(database_url: str, secret_key: str, tmp_path_factory: pytest.TempPa
         secret_key=secret_key,
         data_dir=tmp_path_factory.mktemp("data"),
         import_batch_size=50,
+        read_feed="log",  # these read models are fed by the in-process follower
     )
 
 
@@ -124,6 +125,7 @@ class LiveServer:
             "DATABASE_URL": database_url,
             "MCP_LEDGER_SECRET_KEY": secret_key,
             "MCP_LEDGER_LOG_LEVEL": "warning",
+            "MCP_LEDGER_READ_FEED": "log",  # tests catch the read models up from the log
         }
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None

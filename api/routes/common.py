@@ -17,7 +17,6 @@ from commands.common import Kind, WriteResult
 from infra.container import Container
 from projections import queries
 from projections.audit import audit_trail
-from projections.positions import applied_position
 
 # Versions are Postgres bigints; a larger number is refused as input, not a database error.
 MAX_VERSION = 2**63 - 1
@@ -65,7 +64,7 @@ def read_models(c: Container, response: Response, query: Callable[..., R]) -> tu
     """Runs `query(conn)` and reads the applied position in the same snapshot, so the position
     reported is the one the answer reflects."""
     with c.read_side.connection() as conn, queries.snapshot(conn):
-        position = applied_position(conn)
+        position = c.read_side.applied_position(conn)
         result = query(conn)
     response.headers[POSITION_HEADER] = str(position)
     return result, position

@@ -155,7 +155,14 @@ def kafka_database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def kafka_container(kafka_database_url: str, secret_key: str, tmp_path_factory):  # type: ignore[no-untyped-def]
+def kafka_prefix() -> str:
+    return f"t-kp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def kafka_container(  # type: ignore[no-untyped-def]
+    kafka_database_url: str, secret_key: str, tmp_path_factory, kafka_prefix: str
+):
     from infra.container import build_container
     from infra.settings import load_settings
 
@@ -164,6 +171,8 @@ def kafka_container(kafka_database_url: str, secret_key: str, tmp_path_factory):
         secret_key=secret_key,
         data_dir=tmp_path_factory.mktemp("kafka-data"),
         read_wait_seconds=60,  # the first reads may wait for the projector to join its group
+        read_feed="kafka",
+        kafka_topic_prefix=kafka_prefix,
     )
     container = build_container(settings)
     yield container
@@ -188,8 +197,9 @@ def pipeline(
     kafka_container,  # the schema exists before the services start
     secret_key: str,
     tmp_path_factory: pytest.TempPathFactory,
+    kafka_prefix: str,
 ) -> Iterator[Pipeline]:
-    prefix = f"t-kp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    prefix = kafka_prefix
     logs = tmp_path_factory.mktemp("kafka-pipeline")
     env = {
         **os.environ,
@@ -330,8 +340,11 @@ def test_every_event_type_reaches_the_read_models_through_kafka(
     with side.connection() as conn:
         assert differences(conn, stream_log(side.records_after)) == []
         head = max(w["position"] for w in last.values())
-        # Kafka mode: no 'log' checkpoints, progress is read per topic partition.
-        wait_for(lambda: applied_position(conn) >= head, "the applied position to reach the head")
+        # Kafka mode: progress is read per topic partition.
+        wait_for(
+            lambda: applied_position(conn, pipeline.prefix) >= head,
+            "the applied position to reach the head",
+        )
         sources = {r["source"] for r in conn.execute(
             "SELECT DISTINCT source FROM projection_checkpoints").fetchall()}  # fmt: skip
     assert all(s.startswith(pipeline.prefix + ".") for s in sources), sources

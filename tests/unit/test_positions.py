@@ -110,12 +110,17 @@ def test_without_a_prefix_the_relay_written_last_counts(conn: psycopg.Connection
     assert kafka_applied_position(conn) == 40
 
 
-def test_applied_position_uses_kafka_progress_without_log_checkpoints(
+def test_the_configured_feed_decides_which_progress_counts(
     conn: psycopg.Connection[Any],
 ) -> None:
     conn.execute("DELETE FROM relay_checkpoints")
     _seed(conn, "only", 20, {(T, 0): 20}, {("*", "tools.v1", 0): 12})
-    assert applied_position(conn) == 12
+    conn.execute(
+        "INSERT INTO projection_checkpoints (projection, source, position) "
+        "VALUES ('current_state', 'log', 99), ('history', 'log', 99)"
+    )
+    assert applied_position(conn, "only") == 12  # Kafka feed: per-partition progress
+    assert applied_position(conn) == 99  # log feed: a stale log checkpoint of a rebuild
 
 
 def test_projected_topics_are_the_relays_kind_topics() -> None:
