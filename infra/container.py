@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import orjson
+from psycopg.types.json import set_json_dumps
 
 from commands.ports import CommandDeps
 from infra.event_store import LedgerApplication, PostgresEventStore, PostgresIdempotencyStore
@@ -60,7 +64,17 @@ class Container:
         self._keepalive.clear()
 
 
+def fast_json_dumps(value: Any) -> bytes:
+    # orjson is several times faster (rebuilds write every snapshot) but refuses integers
+    # beyond 64 bits, which JSON and the registry allow.
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def build_container(settings: Settings, *, run_migrations: bool = True) -> Container:
+    set_json_dumps(fast_json_dumps)
     keepalive: list[Any] = []
     database_url = settings.database_url
     if database_url is None:

@@ -19,6 +19,9 @@ from projections.positions import applied_position
 from projections.records import EventRecord
 from projections.runner import Runner
 
+# Sealed values are stored as {"$sealed": ...}: without these bytes nothing needs redacting.
+SEALED_MARKER = b'"$sealed"'
+
 
 class ReadSide:
     def __init__(self, store: PostgresEventStore, kafka_prefix: str | None = None) -> None:
@@ -48,6 +51,7 @@ class ReadSide:
                     StoredEvent(n.originator_id, n.originator_version, n.topic, n.state)
                 ),
                 n.id,
+                sealed=SEALED_MARKER in n.state,
             )
             for n in notifications
         ]

@@ -5,6 +5,7 @@ a shared lock and a rebuild an exclusive one, so they never interleave."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -78,10 +79,14 @@ def _fold_one(folded: dict[UUID, Folded], r: EventRecord) -> tuple[Any, ...]:
 
 
 def stream_log(read_log: ReadLog, batch: int = 5000) -> Iterator[EventRecord]:
-    after = 0
-    while records := read_log(after, batch):
-        yield from records
-        after = records[-1].position
+    """The whole log in order. The next batch is fetched in a thread while the caller works on
+    this one, so Postgres (another process) reads ahead instead of waiting for us."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-reader") as reader:
+        records = read_log(0, batch)
+        while records:
+            ahead = reader.submit(read_log, records[-1].position, batch)
+            yield from records
+            records = ahead.result()
 
 
 HISTORY_COLUMNS = (

@@ -68,13 +68,18 @@ class EventRecord:
     causation_id: str
     reason: str | None
     data: dict[str, Any] = field(default_factory=dict)
+    # The domain event this record was made from, when it needed no redaction: folding it
+    # directly saves rebuilding it from `data`.
+    origin: DomainEvent | None = field(default=None, compare=False, repr=False)
 
     @property
     def kind(self) -> str:
         return KIND_OF_EVENT.get(self.type, "unknown")
 
     @classmethod
-    def from_event(cls, event: DomainEvent, position: int) -> EventRecord:
+    def from_event(cls, event: DomainEvent, position: int, *, sealed: bool = True) -> EventRecord:
+        """`sealed=False` promises the event holds no sealed value (its stored bytes lack the
+        marker), which skips the redaction walk: rebuilds read every event."""
         data = {k: _jsonable(v) for k, v in event.payload().items()}
         return cls(
             type=event.type_name,
@@ -86,11 +91,14 @@ class EventRecord:
             correlation_id=event.correlation_id,
             causation_id=event.causation_id,
             reason=event.reason,
-            data=redact_sealed(data),
+            data=redact_sealed(data) if sealed else data,
+            origin=None if sealed else event,
         )
 
     def to_event(self) -> DomainEvent:
         """The domain event again (with secrets redacted), so read models can use `evolve`."""
+        if self.origin is not None:
+            return self.origin
         cls = EVENT_CLASSES[self.type]
         meta = EventMeta(
             self.actor, self.correlation_id, self.causation_id, self.occurred_at, self.reason
