@@ -12,7 +12,7 @@ from commands.common import Kind, resolve_id
 from commands.errors import NotFound
 from commands.ports import CommandDeps, StoredEvent
 from domain.events import DomainEvent
-from domain.secrets import REDACTED, is_sealed
+from projections.records import redact_sealed
 
 S = TypeVar("S")
 
@@ -52,16 +52,6 @@ def state_of(
     assert state is not None
     last = stored[-1]
     return Snapshot(state, last.event.originator_version, last.position, last.event.occurred_at)
-
-
-def redact_sealed(value: Any) -> Any:
-    if is_sealed(value):
-        return REDACTED
-    if isinstance(value, dict):
-        return {k: redact_sealed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_sealed(v) for v in value]
-    return value
 
 
 def describe_event(stored: StoredEvent) -> dict[str, Any]:
