@@ -6,152 +6,41 @@ exactly what its commands wrote and nothing else feeds them."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from projections.positions import applied_position
 from projections.rebuild import stream_log
 from projections.verify import differences
-from tests.conftest import ROOT, _server_url, _with_db, tool_body
+from tests.conftest import tool_body
+from tests.kafka_pipeline_support import (
+    Pipeline,
+    committed_positions,
+    dataset_lifecycle,
+    document_lifecycle,
+    fresh_database,
+    history_versions,
+    ok,
+    pipeline_env,
+    query,
+    tool_lifecycle,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def dataset_body() -> dict[str, Any]:
-    return {
-        "slug": f"ds-{uuid.uuid4().hex[:12]}",
-        "name": "Sales orders",
-        "description": "One row per order",
-        "source": {"kind": "postgres_table", "uri": "postgresql://wh/sales?table=orders"},
-        "columns": [
-            {"name": "order_id", "type": "bigint", "nullable": False},
-            {"name": "amount", "type": "numeric", "description": "EUR"},
-        ],
-        "tags": ["sales"],
-        "owner": "data-platform",
-    }
-
-
-def document_body() -> dict[str, Any]:
-    return {"title": "How orders are counted", "content": "# Orders\nOne row per order.",
-            "content_type": "text/markdown", "tags": ["sales"]}  # fmt: skip
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-    return result
-
-
-# --- the pipeline -------------------------------------------------------------------------------
-
-
-@dataclass
-class Service:
-    """One `mcp-ledger` command as a subprocess, stopped by its pid."""
-
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Service:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", *self.args],
-            cwd=ROOT, env=self.env, stdout=log, stderr=log,
-        )  # fmt: skip
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def terminate(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self, timeout: float = 30) -> int | None:
-        """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-
-@dataclass
-class Pipeline:
-    database_url: str
-    prefix: str
-    env: dict[str, str]
-    logs: Path
-    relay: Service | None = None
-    projector: Service | None = None
-    stopped: list[int | None] = field(default_factory=list)
-
-    def start_relay(self) -> None:
-        self.relay = Service(["relay"], self.env, self.logs / "relay.log").start()
-
-    def start_projector(self) -> None:
-        args = ["projector", "--source", "kafka"]
-        self.projector = Service(args, self.env, self.logs / "projector.log").start()
-
-    def stop_projector(self) -> int | None:
-        assert self.projector is not None
-        return self.projector.stop()
-
-    def check_alive(self) -> None:
-        for service in (self.relay, self.projector):
-            assert service is None or service.alive(), service and service.log_tail()
-
-    def stop(self) -> None:
-        for service in (self.projector, self.relay):
-            if service is not None:
-                self.stopped.append(service.stop())
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "cli.main", *args],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-
-    def topic(self, suffix: str) -> str:
-        return f"{self.prefix}.{suffix}"
 
 
 @pytest.fixture(scope="module")
 def kafka_database_url() -> Iterator[str]:
     """This module's own database: the session one holds other tests' events and damage."""
-    server = _server_url()
-    name = f"ledger_kp_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _with_db(server, name)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("kp") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -201,15 +90,7 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     prefix = kafka_prefix
     logs = tmp_path_factory.mktemp("kafka-pipeline")
-    env = {
-        **os.environ,
-        "DATABASE_URL": kafka_database_url,
-        "MCP_LEDGER_SECRET_KEY": secret_key,
-        "MCP_LEDGER_DATA_DIR": str(logs / "data"),
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "MCP_LEDGER_KAFKA_TOPIC_PREFIX": prefix,
-        "MCP_LEDGER_LOG_LEVEL": "info",
-    }
+    env = pipeline_env(kafka_database_url, secret_key, kafka_bootstrap, prefix, logs)
     p = Pipeline(kafka_database_url, prefix, env, logs)
     p.start_relay()
     p.start_projector()
@@ -219,63 +100,7 @@ def pipeline(
         p.stop()
 
 
-def query(database_url: str, sql: str, *args: object) -> list[dict[str, Any]]:
-    with psycopg.connect(database_url, row_factory=dict_row) as conn:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
-
-
-def history_versions(database_url: str, aggregate_id: str) -> list[int]:
-    rows = query(
-        database_url,
-        "SELECT version FROM rm_history WHERE aggregate_id = %s ORDER BY version",
-        aggregate_id,
-    )
-    return [r["version"] for r in rows]
-
-
-def ok(response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code in (200, 201), response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
 # --- every event type ---------------------------------------------------------------------------
-
-
-def tool_lifecycle(client: httpx.Client) -> dict[str, Any]:
-    tool = ok(client.post("/api/v1/tools", json=tool_body(config={"api_token": "s3cr3t"})))
-    ref = f"/api/v1/tools/{tool['id']}"
-    ok(client.patch(ref, json={"version": "1.1.0", "tags": ["b", "a"]}))
-    ok(client.post(f"{ref}/activate"))
-    ok(client.post(f"{ref}/deprecate"))
-    ok(client.delete(ref))
-    return ok(client.post(f"{ref}/restore"))
-
-
-def dataset_lifecycle(client: httpx.Client) -> dict[str, Any]:
-    dataset = ok(client.post("/api/v1/datasets", json=dataset_body()))
-    ref = f"/api/v1/datasets/{dataset['id']}"
-    ok(client.patch(ref, json={"description": "One row per order, deduplicated"}))
-    columns = [{"name": "order_id", "type": "uuid", "nullable": False},
-               {"name": "amount", "type": "numeric"}]  # fmt: skip
-    ok(client.put(f"{ref}/columns", json={"columns": columns}))
-    ok(
-        client.post(
-            f"{ref}/profile", json={"row_count": 100, "columns": {"amount": {"null_count": 3}}}
-        )
-    )
-    ok(client.post(f"{ref}/archive"))
-    ok(client.post(f"{ref}/unarchive"))
-    ok(client.delete(ref))
-    return ok(client.post(f"{ref}/restore"))
-
-
-def document_lifecycle(client: httpx.Client) -> dict[str, Any]:
-    document = ok(client.post("/api/v1/documents", json=document_body()))
-    ref = f"/api/v1/documents/{document['id']}"
-    ok(client.patch(ref, json={"title": "How orders are counted, revised"}))
-    ok(client.put(f"{ref}/tags", json={"tags": ["ops", "sales"]}))
-    ok(client.delete(ref))
-    return ok(client.post(f"{ref}/restore"))
 
 
 EXPECTED_TYPES = {
@@ -436,31 +261,6 @@ def test_a_poison_event_blocks_only_its_aggregate_until_repaired_and_retried(
 
 
 # --- stop and restart (runs last: it restarts the projector) ------------------------------------
-
-
-def committed_positions(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """Per partition, the store position of the last message the group has committed."""
-    from kafka import KafkaConsumer, TopicPartition  # type: ignore[attr-defined]
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
-    try:
-        offsets = admin.list_group_offsets(group)[group]
-    finally:
-        admin.close()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None)
-    positions: dict[int, int] = {}
-    try:
-        for tp, meta in offsets.items():
-            if tp.topic != topic or meta.offset <= 0:
-                continue
-            consumer.assign([TopicPartition(topic, tp.partition)])
-            consumer.seek(TopicPartition(topic, tp.partition), meta.offset - 1)
-            message = next(m for ms in consumer.poll(timeout_ms=5000).values() for m in ms)
-            positions[tp.partition] = int(dict(message.headers)["ce_position"])
-    finally:
-        consumer.close()
-    return positions
 
 
 def test_sigterm_commits_only_what_was_applied_and_a_restart_resumes(
