@@ -24,6 +24,7 @@ def faust_config(settings: Settings, **overrides: Any) -> FaustConfig:
         topics=[name for kind in KIND_TOPICS if (name := spec.for_kind(kind))],
         dead_letter_topic=spec.dead_letter,
         datadir=settings.data_dir / "projector",
+        session_timeout=settings.projector_session_timeout,
     )
     return replace(config, **overrides)
 

@@ -29,6 +29,7 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_KAFKA_MAX_MESSAGE_BYTES": "an integer number of bytes from 65536 to 104857600",
     "MCP_LEDGER_RELAY_BATCH_SIZE": "an integer from 1 to 10000",
     "MCP_LEDGER_RELAY_POLL_INTERVAL": "seconds, a number above 0 and at most 60",
+    "MCP_LEDGER_PROJECTOR_SESSION_TIMEOUT": "seconds, from 6 to 300",
 }
 
 
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     kafka_max_message_bytes: int = Field(default=8_388_608, ge=65_536, le=104_857_600)
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    projector_session_timeout: float = Field(default=10.0, ge=6, le=300)
 
     @field_validator("database_url")
     @classmethod

@@ -8,8 +8,8 @@ topics, deduplicated by ce_id, hold every store event, with duplicates only from
 killed relay had in flight.
 
 Each test has its own database and topic prefix. The services run with a 6 s Kafka session
-timeout (Faust reads BROKER_SESSION_TIMEOUT from the environment; 6 s is the broker's minimum):
-a restarted projector gets the killed one's partitions in seconds instead of the default minute.
+timeout (MCP_LEDGER_PROJECTOR_SESSION_TIMEOUT; 6 s is the broker's minimum), so a restarted
+projector gets the killed one's partitions in seconds.
 """
 
 from __future__ import annotations
@@ -55,8 +55,7 @@ RELAY_BATCH = 25  # events per relay batch: a burst spans many batches, so a kil
 FAULT_ENV = {
     "MCP_LEDGER_RELAY_BATCH_SIZE": str(RELAY_BATCH),
     "MCP_LEDGER_RELAY_POLL_INTERVAL": "0.2",  # how soon a standby retries the lock
-    "BROKER_SESSION_TIMEOUT": "6",
-    "BROKER_HEARTBEAT_INTERVAL": "1",
+    "MCP_LEDGER_PROJECTOR_SESSION_TIMEOUT": "6",
 }
 KINDS = ("tool", "dataset", "document")
 
