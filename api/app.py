@@ -24,12 +24,9 @@ Errors always use `{"error": {"code", "message", "details", "request_id"}}`.
 """
 
 
-def create_app(
-    container: Container, *, close_on_shutdown: bool = False, follow_log: bool = False
-) -> FastAPI:
-    """`close_on_shutdown` hands the container to the app: the CLI's server closes it (and stops
-    the embedded Postgres) during graceful shutdown, before uvicorn re-raises SIGTERM.
-    `follow_log` runs the projections in-process (the embedded mode)."""
+def create_app(container: Container, *, follow_log: bool = False) -> FastAPI:
+    """The app over a container its caller owns (and closes). `follow_log` runs the
+    projections in-process (the embedded mode) for the app's lifetime."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -45,8 +42,6 @@ def create_app(
         stop.set()
         if worker is not None:
             worker.join(timeout=10)
-        if close_on_shutdown:
-            container.close()
 
     app = FastAPI(title="mcp-ledger", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.container = container

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -47,11 +48,22 @@ def _serve(settings: Settings, host: str, port: int, *, follow_log: bool) -> Non
 
     from api.app import create_app
 
+    # SIGTERM becomes SystemExit, so `finally` closes the container (and stops the embedded
+    # Postgres) whether it arrives during start-up or after uvicorn's graceful shutdown, when
+    # uvicorn re-raises the signal it caught.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     container = _container(settings)
-    mode = "embedded" if settings.embedded else "server"
-    log.info("starting", mode=mode, host=host, port=port, data_dir=str(settings.data_dir))
-    app_ = create_app(container, close_on_shutdown=True, follow_log=follow_log)
-    uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False)
+    try:
+        mode = "embedded" if settings.embedded else "server"
+        log.info("starting", mode=mode, host=host, port=port, data_dir=str(settings.data_dir))
+        app_ = create_app(container, follow_log=follow_log)
+        uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False)
+    finally:
+        container.close()
+
+
+def _exit_on_signal(signum: int, _: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @app.command()
