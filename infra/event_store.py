@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, StoredEvent, Transcoder
@@ -40,7 +41,10 @@ class LedgerTranscoder(Transcoder):
                 state[key], types[key] = str(value), "uuid"
         if types:
             state["__types__"] = types
-        return json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            return orjson.dumps(state)
+        except TypeError:  # integers beyond 64 bits, which orjson refuses and JSON allows
+            return json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
 
     def decode(self, data: bytes) -> Any:
         state = json.loads(data)
@@ -129,7 +133,9 @@ class PostgresEventStore:
         self, events: Sequence[DomainEvent], idempotency: IdempotencyRequest | None = None
     ) -> list[Appended]:
         try:
-            recordings = self.app.save(*events, idempotency=idempotency)
+            # The event store's put, not app.save: save() only adds runtime-Protocol isinstance
+            # checks per event (slow) and snapshot/notify hooks this application does not use.
+            recordings = self.app.events.put(events, idempotency=idempotency)
         except IntegrityError as exc:
             if _constraint(exc) == IDEMPOTENCY_PKEY:
                 raise IdempotencyRace(str(exc)) from exc
