@@ -104,6 +104,28 @@ def append(deps: CommandDeps, ctx: CommandContext, events: Sequence[DomainEvent]
         raise VersionConflict(ctx.expected_version, None) from None
 
 
+def create(
+    deps: CommandDeps,
+    kind: Kind[Any],
+    ctx: CommandContext,
+    build: Callable[[], Sequence[DomainEvent]],
+) -> WriteResult:
+    """Appends a new aggregate's first events (with its slug claim, for kinds that have slugs).
+    A taken slug fails on the claim's version 1 and is answered as SlugTaken."""
+
+    def run() -> list[Appended]:
+        events = build()
+        try:
+            return append(deps, ctx, events)
+        except VersionConflict:
+            if not kind.has_slug:
+                raise
+            raise SlugTaken(kind.name, events[0].slug) from None  # type: ignore[attr-defined]
+
+    first = idempotent(deps, ctx, run)[0]
+    return WriteResult(first.id, first.version, first.position)
+
+
 def change(
     deps: CommandDeps,
     kind: Kind[S],

@@ -5,30 +5,24 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from commands.common import Kind, WriteResult, append, change, idempotent
+from commands.common import Kind, WriteResult, change, create
 from commands.context import CommandContext
-from commands.errors import SlugTaken, VersionConflict
-from commands.ports import Appended, CommandDeps
+from commands.ports import CommandDeps
 from domain import dataset as domain
-from domain.events import EventMeta
+from domain.events import DomainEvent, EventMeta
 from domain.slug_index import claim_slug
 
 DATASET: Kind[domain.Dataset] = Kind(domain.KIND, domain.DATASET_EVENTS, domain.replay)
 
 
 def register_dataset(deps: CommandDeps, data: dict[str, Any], ctx: CommandContext) -> WriteResult:
-    def run() -> list[Appended]:
+    def build() -> list[DomainEvent]:
         dataset_id = uuid4()
         meta = ctx.meta(deps.clock)
         registered = domain.register_dataset(dataset_id, data, meta)
-        events = [registered, claim_slug(DATASET.name, registered.slug, dataset_id, meta)]
-        try:
-            return append(deps, ctx, events)
-        except VersionConflict:
-            raise SlugTaken(DATASET.name, registered.slug) from None
+        return [registered, claim_slug(DATASET.name, registered.slug, dataset_id, meta)]
 
-    first = idempotent(deps, ctx, run)[0]
-    return WriteResult(first.id, first.version, first.position)
+    return create(deps, DATASET, ctx, build)
 
 
 def describe_dataset(

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from commands.common import Kind, WriteResult, append, change, idempotent, load
+from commands.common import Kind, WriteResult, change, create, load
 from commands.context import CommandContext
 from commands.datasets import DATASET
 from commands.errors import NotFound
-from commands.ports import Appended, CommandDeps
+from commands.ports import CommandDeps
 from commands.tools import TOOL
 from domain import document as domain
 from domain.errors import InvalidInput
-from domain.events import EventMeta
+from domain.events import DomainEvent, EventMeta
 
 DOCUMENT: Kind[domain.Document] = Kind(
     domain.KIND, domain.DOCUMENT_EVENTS, domain.replay, has_slug=False
@@ -38,13 +38,12 @@ def check_link(deps: CommandDeps, link: dict[str, str] | None) -> None:
 
 
 def add_document(deps: CommandDeps, data: dict[str, Any], ctx: CommandContext) -> WriteResult:
-    def run() -> list[Appended]:
+    def build() -> list[DomainEvent]:
         added = domain.add_document(uuid4(), data, ctx.meta(deps.clock))
         check_link(deps, added.link)
-        return append(deps, ctx, [added])
+        return [added]
 
-    first = idempotent(deps, ctx, run)[0]
-    return WriteResult(first.id, first.version, first.position)
+    return create(deps, DOCUMENT, ctx, build)
 
 
 def revise_document(

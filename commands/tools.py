@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from commands.common import Kind, WriteResult, append, change, idempotent, seal_sensitive
+from commands.common import Kind, WriteResult, change, create, seal_sensitive
 from commands.context import CommandContext
-from commands.errors import SlugTaken, VersionConflict
-from commands.ports import Appended, CommandDeps
+from commands.ports import CommandDeps
 from domain import tool as domain
 from domain.secrets import sensitive_keys_of
 from domain.slug_index import claim_slug
@@ -30,15 +29,7 @@ def tool_registration_events(
 
 
 def register_tool(deps: CommandDeps, data: dict[str, Any], ctx: CommandContext) -> WriteResult:
-    def run() -> list[Appended]:
-        events = tool_registration_events(deps, data, ctx)
-        try:
-            return append(deps, ctx, events)
-        except VersionConflict:
-            raise SlugTaken(TOOL.name, events[0].slug) from None
-
-    first = idempotent(deps, ctx, run)[0]
-    return WriteResult(first.id, first.version, first.position)
+    return create(deps, TOOL, ctx, lambda: tool_registration_events(deps, data, ctx))
 
 
 def update_tool(
