@@ -27,10 +27,7 @@ def _load(file: Path) -> Any:
 
 def run_import(container: Any, file: Path, batch_size: int, actor: str) -> int:
     try:
-        data = _load(file)
-        if isinstance(data, list):
-            data = {"tools": data}
-        batch = ToolBatch.model_validate(data)
+        batch = ToolBatch.model_validate(_load(file))
     except (OSError, ValueError, yaml.YAMLError) as exc:
         if isinstance(exc, ValidationError):
             for err in exc.errors()[:20]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 # Only JSON: YAML dates/sets or NaN would otherwise reach the event store (a crash, or "NaN" in
 # the stored JSON that other readers cannot parse).
@@ -91,7 +91,14 @@ class UpdateTool(_Input):
 
 
 class ToolBatch(_Input):
+    """Many tools: `{"tools": [...]}`, or just the list."""
+
     tools: list[RegisterTool] = Field(min_length=1, max_length=100_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_list(cls, value: Any) -> Any:
+        return {"tools": value} if isinstance(value, list) else value
 
 
 DatasetSourceKind = Literal["postgres_table", "csv", "parquet", "url", "json", "api", "other"]

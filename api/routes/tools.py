@@ -127,8 +127,6 @@ async def _parse_batch(request: Request) -> ToolBatch:
     except (ValueError, yaml.YAMLError) as exc:
         message = f"the body is not valid {'YAML' if is_yaml else 'JSON'}: {_problem(exc)}"
         raise ApiError(400, "malformed_body", message) from None
-    if isinstance(data, list):
-        data = {"tools": data}
     try:
         return ToolBatch.model_validate(data)
     except ValidationError as exc:
