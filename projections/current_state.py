@@ -38,14 +38,15 @@ class CurrentState:
         )
         state = EVOLVE[record.kind](previous, record.to_event())
         created_at = row["created_at"] if row else record.occurred_at
-        deleted_at = _deleted_at(state.deleted, row["deleted_at"] if row else None, record)
-        WRITERS[record.kind](cur, state, record, created_at, deleted_at)
+        gone_at = deleted_at(state.deleted, row["deleted_at"] if row else None, record)
+        WRITERS[record.kind](cur, state, record, created_at, gone_at)
 
     def reset(self, cur: Cursor[Any]) -> None:
         cur.execute("TRUNCATE rm_tools, rm_datasets, rm_dataset_columns, rm_documents")
 
 
-def _deleted_at(deleted: bool, before: datetime | None, record: EventRecord) -> datetime | None:
+def deleted_at(deleted: bool, before: datetime | None, record: EventRecord) -> datetime | None:
+    """When a deleted aggregate was deleted: kept across later events, cleared by a restore."""
     if not deleted:
         return None
     return before or record.occurred_at

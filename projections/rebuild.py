@@ -14,7 +14,7 @@ from uuid import UUID
 from psycopg import Connection, Cursor
 from psycopg.types.json import Json
 
-from projections.current_state import WRITERS, CurrentState
+from projections.current_state import WRITERS, CurrentState, deleted_at
 from projections.driver import LOG_SOURCE
 from projections.history import History, snapshot_of
 from projections.json_diff import json_diff
@@ -67,12 +67,8 @@ def _fold_one(folded: dict[UUID, Folded], r: EventRecord) -> tuple[Any, ...]:
     after = snapshot_of(state)
     if prior is None:
         prior = folded[r.aggregate_id] = Folded(r.kind, state, r, r.occurred_at)
-    was_deleted = prior.deleted_at is not None
+    prior.deleted_at = deleted_at(state.deleted, prior.deleted_at, r)
     prior.state, prior.last, prior.snapshot = state, r, after
-    if state.deleted and not was_deleted:
-        prior.deleted_at = r.occurred_at
-    elif not state.deleted:
-        prior.deleted_at = None
     patch = json_diff(before, after)
     return (r.aggregate_id, r.version, r.kind, r.position, r.type, Json(after), Json(patch),
             r.actor, r.reason, r.correlation_id, r.causation_id, r.occurred_at)  # fmt: skip
