@@ -12,12 +12,12 @@ from typing import Any
 import structlog
 from psycopg import Connection
 
+from projections.positions import LOG_SOURCE, log_position
 from projections.records import EventRecord
 from projections.runner import Outcome, Runner
 
 log = structlog.get_logger("projections.driver")
 
-LOG_SOURCE = "log"
 ReadLog = Callable[[int, int], list[EventRecord]]  # (after position, limit) -> records
 Connect = Callable[[], AbstractContextManager[Connection[Any]]]
 WaitForChange = Callable[[float], None]
@@ -40,15 +40,8 @@ class LogFollower:
 
     def position(self) -> int:
         """The lowest log position every projection has reached."""
-        names = [p.name for p in self.runner.projections]
         with self.connect() as conn:
-            rows = conn.execute(
-                "SELECT projection, position FROM projection_checkpoints "
-                "WHERE source = %s AND projection = ANY(%s)",
-                (LOG_SOURCE, names),
-            ).fetchall()
-        reached = {r["projection"]: r["position"] for r in rows}
-        return min((reached.get(n, 0) for n in names), default=0)
+            return log_position(conn, [p.name for p in self.runner.projections])
 
     def run_once(self) -> tuple[int, Outcome]:
         after = self.position()

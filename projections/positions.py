@@ -3,6 +3,7 @@ Reads wait on it for `min_position` and report it as `X-Ledger-Position`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import Connection
@@ -15,17 +16,22 @@ LOG_SOURCE = "log"
 def applied_position(conn: Connection[Any], kafka_prefix: str | None = None) -> int:
     """The event-store position every read model has applied. The feed is configuration, not a
     guess: with `kafka_prefix` the projections consume that relay's topics, otherwise they
-    follow the log (the lowest 'log' checkpoint, 0 if a read model has none)."""
+    follow the log."""
     if kafka_prefix is not None:
         return kafka_applied_position(conn, kafka_prefix)
+    return log_position(conn, READ_MODELS)
+
+
+def log_position(conn: Connection[Any], projections: Sequence[str]) -> int:
+    """The lowest 'log' checkpoint of the given projections (0 if one has none)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             "SELECT projection, position FROM projection_checkpoints "
             "WHERE source = %s AND projection = ANY(%s)",
-            (LOG_SOURCE, list(READ_MODELS)),
+            (LOG_SOURCE, list(projections)),
         ).fetchall()
     reached = {r["projection"]: int(r["position"]) for r in rows}
-    return min(reached.get(name, 0) for name in READ_MODELS)
+    return min((reached.get(name, 0) for name in projections), default=0)
 
 
 # The relay's topics the read models consume, after '<prefix>.'; must match

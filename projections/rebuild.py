@@ -15,9 +15,9 @@ from psycopg import Connection, Cursor
 from psycopg.types.json import Json
 
 from projections.current_state import WRITERS, CurrentState, deleted_at
-from projections.driver import LOG_SOURCE
 from projections.history import History, snapshot_of
 from projections.json_diff import json_diff
+from projections.positions import LOG_SOURCE
 from projections.records import EventRecord
 from projections.runner import PROJECTION_LOCK, Projection
 from projections.states import EVOLVE
