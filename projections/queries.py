@@ -12,12 +12,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import jsonpatch
 from psycopg import Connection, Cursor
 from psycopg.rows import dict_row
 
 from commands.errors import NotFound
 from domain.errors import InvalidInput
+from projections.json_diff import json_diff
 
 
 @dataclass(frozen=True)
@@ -318,5 +318,5 @@ def diff_versions(
     for field, version in (("from", from_version), ("to", to_version)):
         if version not in snapshots:
             raise UnknownVersion(kind, ref, field, version)
-    patch = jsonpatch.make_patch(snapshots[from_version], snapshots[to_version]).patch
+    patch = json_diff(snapshots[from_version], snapshots[to_version])
     return {"id": ident, "from": from_version, "to": to_version, "patch": patch}
