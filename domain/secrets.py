@@ -21,6 +21,11 @@ _LOOKS_SECRET = re.compile(
 )
 
 
+def is_secret_key(key: str) -> bool:
+    """Whether a key's name marks its value as a credential."""
+    return bool(_LOOKS_SECRET.search(key))
+
+
 def sensitive_keys_of(config: dict[str, Any], declared: Iterable[str]) -> list[str]:
     keys = set(declared) | {k for k in config if _LOOKS_SECRET.search(k)}
     return sorted(keys)

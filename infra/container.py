@@ -17,6 +17,7 @@ from infra.read_side import ReadSide
 from infra.schema import migrate
 from infra.secrets import FernetSealer, embedded_master_key
 from infra.settings import Settings, SettingsError
+from infra.usage import UsageEmitter
 
 
 def utc_now() -> datetime:
@@ -52,9 +53,12 @@ class Container:
     deps: CommandDeps
     sealer: FernetSealer
     read_side: ReadSide
+    # Usage events of MCP calls and API searches; the sink is wired by the usage analytics.
+    usage: UsageEmitter = field(default_factory=lambda: UsageEmitter(None))
     _keepalive: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
+        self.usage.close()
         self.read_side.close()
         self.app.close()
         for handle in self._keepalive:
@@ -104,4 +108,5 @@ def build_container(settings: Settings, *, run_migrations: bool = True) -> Conta
         settings.read_feed == "auto" and settings.kafka_bootstrap_servers is not None
     )
     feed = settings.kafka_topic_prefix if kafka_feed else None
-    return Container(settings, app, store, deps, sealer, ReadSide(store, feed), keepalive)
+    read_side = ReadSide(store, feed)
+    return Container(settings, app, store, deps, sealer, read_side, _keepalive=keepalive)
