@@ -46,6 +46,10 @@ ANNOUNCED_SETTINGS = {
     "REDIS_URL",
     "MCP_LEDGER_AUTH",
     "MCP_LEDGER_CORS_ORIGINS",
+    "MCP_LEDGER_VECTORS",
+    "MCP_LEDGER_EMBEDDING_DIMENSIONS",
+    "MCP_LEDGER_USAGE_SINK",
+    "MCP_LEDGER_USAGE_BUFFER",
 }
 # Variables only docker-compose.yml itself interpolates (the bundled Postgres, the host port).
 COMPOSE_ONLY = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "MCP_LEDGER_API_PORT"}
