@@ -10,8 +10,9 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
-from api.routes import datasets, documents, health, tools
+from api.routes import datasets, documents, health, search, tools
 from infra.container import Container
+from infra.search_wiring import start_search
 
 DESCRIPTION = """
 Event-sourced registry of MCP tools, datasets and documents.
@@ -31,16 +32,22 @@ def create_app(container: Container, *, follow_log: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        worker = None
+        workers = []
         if follow_log:
             container.read_side.kafka_prefix = None  # this process feeds them from the log
-            worker = threading.Thread(
-                target=container.read_side.follower.run, args=(stop,), name="projections"
+            workers.append(
+                threading.Thread(
+                    target=container.read_side.follower.run, args=(stop,), name="projections"
+                )
             )
+        indexer = start_search(container, follow_log=follow_log)
+        if indexer is not None:
+            workers.append(threading.Thread(target=indexer.run, args=(stop,), name="vectors"))
+        for worker in workers:
             worker.start()
         yield
         stop.set()
-        if worker is not None:
+        for worker in workers:
             worker.join(timeout=10)
 
     app = FastAPI(title="mcp-ledger", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
@@ -52,4 +59,5 @@ def create_app(container: Container, *, follow_log: bool = False) -> FastAPI:
     app.include_router(tools.router, prefix="/api/v1")
     app.include_router(datasets.router, prefix="/api/v1")
     app.include_router(documents.router, prefix="/api/v1")
+    app.include_router(search.router, prefix="/api/v1")
     return app

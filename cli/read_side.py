@@ -16,7 +16,7 @@ from projections.rebuild import rebuild as rebuild_projections
 from projections.rebuild import stream_log
 from projections.verify import differences
 
-PROJECTIONS = ("current_state", "history")
+PROJECTIONS = ("current_state", "history", "vectors")
 dlq_app = typer.Typer(help="Inspect and replay dead-lettered events.", no_args_is_help=True)
 
 
@@ -43,13 +43,36 @@ def projector(
     settings = _settings()
     chosen = _projector_source(source, settings)
     container = build(settings)
+    stop_indexer = _start_indexer(settings, container)
     try:
         if chosen == "kafka":
             _run_kafka_projector(settings, container)
         else:
             _follow_log(container)
     finally:
+        stop_indexer()
         container.close()
+
+
+def _start_indexer(settings: Any, container: Any) -> Any:
+    """With a shared Qdrant server the projector keeps the vector index: a thread drains the
+    vector outbox that the current-state projection fills."""
+    if settings.qdrant_url is None or settings.vectors == "off":
+        return lambda: None
+    from infra.search_wiring import start_search
+
+    indexer = start_search(container, follow_log=True)
+    if indexer is None:
+        return lambda: None
+    stop = threading.Event()
+    worker = threading.Thread(target=indexer.run, args=(stop,), name="vectors")
+    worker.start()
+
+    def finish() -> None:
+        stop.set()
+        worker.join(timeout=30)
+
+    return finish
 
 
 def _projector_source(source: str | None, settings: Any) -> str:
@@ -85,12 +108,25 @@ def _follow_log(container: Any) -> None:
 
 def rebuild(
     projection: Annotated[
-        str | None, typer.Argument(help="current_state or history (default: both)")
+        str | None,
+        typer.Argument(help="current_state, history (default: both) or vectors"),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="vectors only: build the index with this embedding model instead"),
     ] = None,
 ) -> None:
-    """Drop and rebuild read models from the event store, with progress; then verify them."""
+    """Drop and rebuild read models from the event store, with progress; then verify them.
+    `rebuild vectors` builds a new vector index beside the live one and switches to it when
+    it is complete."""
     if projection is not None and projection not in PROJECTIONS:
         typer.echo(f"unknown projection '{projection}'; expected one of {', '.join(PROJECTIONS)}")
+        raise typer.Exit(2)
+    if projection == "vectors":
+        _rebuild_vectors(model)
+        return
+    if model is not None:
+        typer.echo("--model applies to `rebuild vectors` only", err=True)
         raise typer.Exit(2)
     container = _container()
     side = container.read_side
@@ -110,6 +146,49 @@ def rebuild(
             typer.echo(f"  {line}")
         raise typer.Exit(1)
     typer.echo(f"rebuilt {names} to position {head}; verified equal to the replayed store")
+
+
+def _rebuild_vectors(model: str | None) -> None:
+    from cli.main import _container as build
+    from cli.main import _settings
+    from infra.search_wiring import build_embedder, build_vector_store
+    from infra.vector_store import VectorStoreError
+    from projections.vector_index import VectorIndexer, live_units
+
+    settings = _settings()
+    container = build(settings)
+    try:
+        embedder = build_embedder(settings, model)
+        store = build_vector_store(settings)
+    except (VectorStoreError, ValueError) as exc:
+        container.close()
+        typer.echo(f"rebuild vectors: {exc}", err=True)
+        raise typer.Exit(2) from None
+    indexer = VectorIndexer(store, embedder, container.read_side.connection)
+    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns) as bar:
+            task = bar.add_task("items", total=None)
+            generation, count = indexer.rebuild(
+                lambda done, total: bar.update(task, completed=done, total=total)
+            )
+        with container.read_side.connection() as conn:
+            expected = live_units(conn)
+    finally:
+        store.close()
+        container.close()
+    typer.echo(
+        f"built vector index {generation.name} with {generation.model} "
+        f"({generation.dimension} dimensions): {count} points for {expected} live search "
+        "units; it is now the live index"
+    )
+    if count != expected:
+        typer.echo(
+            "the point count differs from the live units: changes made during the rebuild "
+            "are queued for the indexer; run `mcp-ledger status` to watch it"
+        )
+    if embedder.model != (settings.embedding_model or embedder.model):
+        typer.echo(f"set MCP_LEDGER_EMBEDDING_MODEL={embedder.model} for the serving processes")
 
 
 def verify() -> None:

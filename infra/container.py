@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
@@ -18,6 +18,10 @@ from infra.schema import migrate
 from infra.secrets import FernetSealer, embedded_master_key
 from infra.settings import Settings, SettingsError
 from infra.usage import UsageEmitter
+
+if TYPE_CHECKING:
+    from infra.search_wiring import SearchParts
+    from projections.search import Searcher
 
 
 def utc_now() -> datetime:
@@ -56,8 +60,24 @@ class Container:
     # Usage events of MCP calls and API searches; the sink is wired by the usage analytics.
     usage: UsageEmitter = field(default_factory=lambda: UsageEmitter(None))
     _keepalive: list[Any] = field(default_factory=list)
+    _search: SearchParts | None = None
+
+    def search_parts(self) -> SearchParts:
+        """Search, built on first use: the model and the vector index are opened only by the
+        processes that search or index."""
+        if self._search is None:
+            from infra.search_wiring import build_search
+
+            self._search = build_search(self.settings, self.read_side.connection)
+        return self._search
+
+    @property
+    def searcher(self) -> Searcher:
+        return self.search_parts().searcher
 
     def close(self) -> None:
+        if self._search is not None:
+            self._search.close()
         self.usage.close()
         self.read_side.close()
         self.app.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EXPECTED_FORMS = {
@@ -30,6 +30,14 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_RELAY_BATCH_SIZE": "an integer from 1 to 10000",
     "MCP_LEDGER_RELAY_POLL_INTERVAL": "seconds, a number above 0 and at most 60",
     "MCP_LEDGER_PROJECTOR_SESSION_TIMEOUT": "seconds, from 6 to 300",
+    "QDRANT_URL": "http(s)://HOST:PORT of a Qdrant server (or unset for the embedded index)",
+    "MCP_LEDGER_VECTORS": "on or off",
+    "MCP_LEDGER_EMBEDDING_PROVIDER": "minilm (offline, the default) or openai (an "
+    "OpenAI-compatible endpoint)",
+    "MCP_LEDGER_EMBEDDING_URL": "the endpoint's base URL, e.g. https://api.openai.com/v1",
+    "MCP_LEDGER_EMBEDDING_DIMENSIONS": "an integer from 8 to 8192",
+    "MCP_LEDGER_EMBEDDING_BATCH_SIZE": "an integer from 1 to 2048",
+    "MCP_LEDGER_EMBEDDING_TIMEOUT": "seconds, a number above 0 and at most 600",
 }
 
 
@@ -61,6 +69,17 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_poll_interval: float = Field(default=1.0, gt=0, le=60)
     projector_session_timeout: float = Field(default=10.0, ge=6, le=300)
+    # Search: the vector index (embedded Qdrant under data_dir/vectors unless QDRANT_URL).
+    vectors: Literal["on", "off"] = "on"
+    qdrant_url: str | None = Field(default=None, validation_alias="QDRANT_URL")
+    qdrant_api_key: str | None = Field(default=None, validation_alias="QDRANT_API_KEY")
+    embedding_provider: Literal["minilm", "openai"] = "minilm"
+    embedding_url: str | None = None
+    embedding_model: str | None = None
+    embedding_api_key: str | None = None
+    embedding_dimensions: int | None = Field(default=None, ge=8, le=8192)
+    embedding_batch_size: int = Field(default=32, ge=1, le=2048)
+    embedding_timeout: float = Field(default=30.0, gt=0, le=600)
 
     @field_validator("database_url")
     @classmethod
@@ -96,14 +115,39 @@ class Settings(BaseSettings):
                 raise ValueError(f"{address.strip()!r} is not HOST:PORT")
         return value
 
+    @field_validator("qdrant_url", "embedding_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if value == ":memory:":  # qdrant-client's in-process mode, for tests
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("not an http(s):// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _openai_needs_endpoint(self) -> Settings:
+        endpoint = self.embedding_url and self.embedding_model
+        if self.embedding_provider == "openai" and not endpoint:
+            raise ValueError(
+                "MCP_LEDGER_EMBEDDING_PROVIDER=openai needs MCP_LEDGER_EMBEDDING_URL and "
+                "MCP_LEDGER_EMBEDDING_MODEL"
+            )
+        return self
+
     @property
     def embedded(self) -> bool:
         return self.database_url is None
 
 
+UNPREFIXED = {"database_url", "qdrant_url", "qdrant_api_key", "kafka_bootstrap_servers"}
+
+
 def _env_name(field_name: str) -> str:
     # Unprefixed settings (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS) are reported by their alias.
-    if field_name.isupper() or field_name == "database_url":
+    if field_name.isupper() or field_name in UNPREFIXED:
         return field_name.upper()
     return f"MCP_LEDGER_{field_name.upper()}"
 
@@ -114,6 +158,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
+            if not err["loc"]:  # a rule across settings names them in its message
+                lines.append(err["msg"].removeprefix("Value error, "))
+                continue
             name = _env_name(str(err["loc"][0]))
             form = EXPECTED_FORMS.get(name, "see docs/configuration.md")
             lines.append(f"{name}: {err['msg']}; expected {form}")

@@ -12,6 +12,7 @@ from psycopg import Cursor
 from psycopg.types.json import Json
 
 from projections.records import EventRecord
+from projections.search_rows import write_search_rows
 from projections.states import EVOLVE, state_from_doc
 
 TABLES = {"tool": "rm_tools", "dataset": "rm_datasets", "document": "rm_documents"}
@@ -39,10 +40,21 @@ class CurrentState:
         state = EVOLVE[record.kind](previous, record.to_event())
         created_at = row["created_at"] if row else record.occurred_at
         gone_at = deleted_at(state.deleted, row["deleted_at"] if row else None, record)
-        WRITERS[record.kind](cur, state, record, created_at, gone_at)
+        write(cur, record.kind, state, record, created_at, gone_at)
 
     def reset(self, cur: Cursor[Any]) -> None:
-        cur.execute("TRUNCATE rm_tools, rm_datasets, rm_dataset_columns, rm_documents")
+        cur.execute(
+            "TRUNCATE rm_tools, rm_datasets, rm_dataset_columns, rm_documents, rm_search"
+        )
+
+
+def write(  # noqa: PLR0917 - the writers' own arguments, plus the kind
+    cur: Cursor[Any], kind: str, state: Any, r: EventRecord, created: datetime,
+    deleted: datetime | None,
+) -> None:  # fmt: skip
+    """Writes an aggregate's current state and, with it, what search reads."""
+    WRITERS[kind](cur, state, r, created, deleted)
+    write_search_rows(cur, kind, state, r, deleted is not None)
 
 
 def deleted_at(deleted: bool, before: datetime | None, record: EventRecord) -> datetime | None:

@@ -14,7 +14,7 @@ from uuid import UUID
 from psycopg import Connection, Cursor
 from psycopg.types.json import Json
 
-from projections.current_state import WRITERS, CurrentState, deleted_at
+from projections.current_state import CurrentState, deleted_at, write
 from projections.history import History, snapshot_of
 from projections.json_diff import json_diff
 from projections.positions import LOG_SOURCE
@@ -100,7 +100,7 @@ def _copy_history(cur: Cursor[Any], rows: list[Any]) -> None:
 def _write_current(cur: Cursor[Any], folded: dict[UUID, Folded]) -> None:
     with cur.connection.pipeline():
         for f in folded.values():
-            WRITERS[f.kind](cur, f.state, f.last, f.created_at, f.deleted_at)
+            write(cur, f.kind, f.state, f.last, f.created_at, f.deleted_at)
 
 
 def _reset_bookkeeping(cur: Cursor[Any], name: str) -> None:

@@ -88,6 +88,52 @@ CURRENT_STATE = [
     "CREATE INDEX IF NOT EXISTS rm_documents_search ON rm_documents USING gin (search)",
 ]
 
+# What search reads: one row per searchable unit (a tool, a dataset, a document chunk), written
+# with the current state; and the vector index's outbox of items whose vectors are out of date.
+SEARCH = [
+    """CREATE TABLE IF NOT EXISTS rm_search (
+        kind text NOT NULL,
+        id uuid NOT NULL,
+        chunk int NOT NULL,
+        slug text,
+        name text NOT NULL,
+        description text,
+        heading text,
+        body text NOT NULL,
+        status text,
+        category text,
+        tags text[] NOT NULL DEFAULT '{}',
+        owner text,
+        link_id uuid,
+        deleted boolean NOT NULL,
+        version int NOT NULL,
+        position bigint NOT NULL,
+        tsv tsvector GENERATED ALWAYS AS (
+            setweight(to_tsvector('english', coalesce(slug, '') || ' ' || name), 'A')
+            || setweight(to_tsvector('english', body), 'B')
+        ) STORED,
+        PRIMARY KEY (kind, id, chunk)
+    )""",
+    "CREATE INDEX IF NOT EXISTS rm_search_tsv ON rm_search USING gin (tsv)",
+    "CREATE INDEX IF NOT EXISTS rm_search_id ON rm_search (id)",
+    """CREATE TABLE IF NOT EXISTS vector_outbox (
+        id uuid PRIMARY KEY,
+        kind text NOT NULL,
+        version int NOT NULL,
+        position bigint NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS vector_outbox_position ON vector_outbox (position)",
+    # Which vector index generation (model and dimension) is live, and which is being built.
+    """CREATE TABLE IF NOT EXISTS vector_indexes (
+        generation text PRIMARY KEY,
+        model text NOT NULL,
+        dimension int NOT NULL,
+        status text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        activated_at timestamptz
+    )""",
+]
+
 HISTORY = [
     """CREATE TABLE IF NOT EXISTS rm_history (
         aggregate_id uuid NOT NULL,
@@ -141,4 +187,4 @@ BOOKKEEPING = [
         ON projection_dead_letters (projection, aggregate_id) WHERE status <> 'resolved'""",
 ]
 
-ALL = [*CURRENT_STATE, *HISTORY, *BOOKKEEPING]
+ALL = [*CURRENT_STATE, *SEARCH, *HISTORY, *BOOKKEEPING]

@@ -1,0 +1,110 @@
+"""Builds search from settings: the embedding model, the vector store, the searcher and the
+vector indexer.
+
+Who owns the vector index:
+- embedded (no QDRANT_URL): a Qdrant Edge shard under `<data dir>/vectors`, which one process
+  owns. The process that serves queries (`up`, `api`, `mcp`) opens it, runs the indexer and
+  answers from it; any other process that tries gets a clear "in use" error and serves lexical
+  results with a warning.
+- server (QDRANT_URL): a Qdrant server shared by every process. The projector (or `up` /
+  `api --follow-log`, which run the projections themselves) runs the indexer; API and MCP
+  processes only query."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from psycopg import Connection
+
+from infra.settings import Settings
+from projections.search import Searcher
+from projections.vector_index import VectorIndexer
+from projections.vector_ports import Embedder, VectorStore
+
+log = structlog.get_logger("search")
+Connect = Callable[[], AbstractContextManager[Connection[Any]]]
+
+
+@dataclass
+class SearchParts:
+    searcher: Searcher
+    embedder: Embedder | None = None
+    store: VectorStore | None = None
+    indexer: VectorIndexer | None = None
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def build_embedder(settings: Settings, model: str | None = None) -> Embedder:
+    """The configured model; `model` names another one (a rebuild for a model switch)."""
+    from infra.embeddings import MINILM, HttpEmbedder, MiniLmOnnx
+
+    if settings.embedding_provider == "minilm" and model in (None, MINILM):
+        return MiniLmOnnx(batch_size=settings.embedding_batch_size)
+    if not settings.embedding_url:
+        raise ValueError(
+            f"model {model!r} is served by an OpenAI-compatible endpoint: set "
+            "MCP_LEDGER_EMBEDDING_URL (and MCP_LEDGER_EMBEDDING_API_KEY if it needs one)"
+        )
+    return HttpEmbedder(
+        settings.embedding_url,
+        model or settings.embedding_model or "",
+        settings.embedding_api_key,
+        dimension=settings.embedding_dimensions,
+        batch_size=settings.embedding_batch_size,
+        timeout=settings.embedding_timeout,
+    )
+
+
+def build_vector_store(settings: Settings) -> VectorStore:
+    from infra.vector_store import EdgeVectorStore, QdrantServerStore
+
+    if settings.qdrant_url:
+        return QdrantServerStore(settings.qdrant_url, settings.qdrant_api_key)
+    return EdgeVectorStore(settings.data_dir / "vectors")
+
+
+def build_search(settings: Settings, connect: Connect) -> SearchParts:
+    """Search for a process that serves queries: vector + lexical when the model and the index
+    can be opened here, lexical with a stated reason otherwise."""
+    if settings.vectors == "off":
+        return SearchParts(Searcher(None, None, "vector search is off (MCP_LEDGER_VECTORS=off)"))
+    try:
+        embedder = build_embedder(settings)
+        store = build_vector_store(settings)
+    except Exception as exc:  # search still answers, lexically, and says why
+        reason = f"vector index unavailable in this process: {exc}"
+        log.error("vector_index_unavailable", error=str(exc))
+        return SearchParts(Searcher(None, None, reason))
+    indexer = VectorIndexer(
+        store, embedder, connect, batch_size=max(64, settings.embedding_batch_size)
+    )
+    return SearchParts(Searcher(embedder, store), embedder, store, indexer)
+
+
+def runs_indexer(settings: Settings, *, follow_log: bool) -> bool:
+    """Whether a serving process indexes: it owns an embedded index, or it runs the projections
+    itself (then nobody else feeds a shared one)."""
+    return settings.vectors == "on" and (settings.qdrant_url is None or follow_log)
+
+
+def start_search(container: Any, *, follow_log: bool) -> VectorIndexer | None:
+    """Opens search for a serving process (loading the model now, not on the first query) and
+    returns the indexer this process must run, if any, prepared."""
+    parts: SearchParts = container.search_parts()
+    if parts.indexer is None or not runs_indexer(container.settings, follow_log=follow_log):
+        return None
+    from projections.vector_index import IndexMismatch
+
+    try:
+        parts.indexer.prepare()
+    except IndexMismatch as exc:
+        log.error("vector_index_mismatch", error=str(exc))
+        return None
+    return parts.indexer

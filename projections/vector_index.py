@@ -1,0 +1,374 @@
+"""The vector index projection: keeps a vector store in step with `rm_search`.
+
+The current-state writers put every changed item in `vector_outbox` in their own transaction;
+the indexer drains it: it reads the item's units from `rm_search`, embeds the ones whose text
+changed (a hash in the payload says which), upserts points with deterministic ids, removes the
+points of chunks that no longer exist (or of a deleted item), and only then deletes the outbox
+rows it covered, guarded by version. A crash at any step re-does the work idempotently, so the
+effect is exactly once. One indexer runs at a time (an advisory lock).
+
+An index generation is one model and dimension with its collections. `rebuild` fills a new
+generation beside the live one and switches when it is complete: queries never see a
+half-built or mixed index."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from psycopg import Connection
+
+from projections.vector_ports import Embedder, VectorPoint, VectorStore
+
+log = structlog.get_logger("projections.vectors")
+
+Connect = Callable[[], AbstractContextManager[Connection[Any]]]
+COLLECTIONS = {"tool": "tools", "document": "document_chunks", "dataset": "datasets"}
+VECTOR_LOCK = 7362843  # one indexer (or the final step of a rebuild) at a time
+UNIT_COLUMNS = (
+    "kind, id, chunk, slug, name, heading, body, status, category, tags, owner, link_id, "
+    "deleted, version, position"
+)
+
+
+class IndexMismatch(Exception):
+    """The live index was built with another model or dimension than this process embeds with."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    name: str
+    model: str
+    dimension: int
+
+    def collection(self, kind: str) -> str:
+        return f"ledger_{COLLECTIONS[kind]}__{self.name}"
+
+
+def new_generation(embedder: Embedder) -> Generation:
+    slug = re.sub(r"[^a-z0-9]+", "-", embedder.model.lower()).strip("-")
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
+    return Generation(f"{slug}-{embedder.dimension}-{stamp}", embedder.model, embedder.dimension)
+
+
+def point_id(aggregate_id: Any, chunk: int) -> str:
+    return str(uuid.uuid5(uuid.UUID(str(aggregate_id)), str(chunk)))
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def active_generation(conn: Connection[Any]) -> Generation | None:
+    row = conn.execute(
+        "SELECT generation, model, dimension FROM vector_indexes WHERE status = 'active'"
+    ).fetchone()
+    return Generation(*_values(row, "generation", "model", "dimension")) if row else None
+
+
+def _values(row: Any, *names: str) -> tuple[Any, ...]:
+    return tuple(row[n] for n in names) if isinstance(row, dict) else tuple(row)
+
+
+def check_model(generation: Generation, embedder: Embedder) -> None:
+    if (generation.model, generation.dimension) != (embedder.model, embedder.dimension):
+        raise IndexMismatch(
+            f"the vector index was built with {generation.model} ({generation.dimension} "
+            f"dimensions), but this process embeds with {embedder.model} "
+            f"({embedder.dimension}); run `mcp-ledger rebuild vectors` to build an index for "
+            "this model, or configure the index's model"
+        )
+
+
+class VectorIndexer:
+    def __init__(
+        self, store: VectorStore, embedder: Embedder, connect: Connect, batch_size: int = 256
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.connect = connect
+        self.batch_size = batch_size
+        self.generation: Generation | None = None
+        self._since_optimize = 0
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def prepare(self) -> Generation:
+        """Adopts the live generation (which must be this model's) or creates the first one;
+        a missing or emptied store is refilled from `rm_search`."""
+        with self.connect() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (VECTOR_LOCK,))
+            generation = active_generation(conn)
+            if generation is None:
+                generation = new_generation(self.embedder)
+                conn.execute(
+                    "INSERT INTO vector_indexes (generation, model, dimension, status, "
+                    "activated_at) VALUES (%s, %s, %s, 'active', now())",
+                    (generation.name, generation.model, generation.dimension),
+                )
+            check_model(generation, self.embedder)
+            empty = True
+            for kind in COLLECTIONS:
+                self.store.ensure_collection(generation.collection(kind), generation.dimension)
+                empty = empty and self.store.count(generation.collection(kind)) == 0
+            if empty:
+                _enqueue_all(conn)
+        self.generation = generation
+        return generation
+
+    # -- live indexing ----------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Indexes one batch from the outbox; returns how many items it covered."""
+        generation = self.generation or self.prepare()
+        with self.connect() as conn, conn.transaction():
+            locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (VECTOR_LOCK,))
+            if not _values(locked.fetchone(), "pg_try_advisory_xact_lock")[0]:
+                return 0  # a rebuild is switching generations, or another indexer runs
+            live = active_generation(conn)
+            if live != generation:
+                self.generation = None  # switched by a rebuild: adopt the new one next time
+                return 0
+            rows = conn.execute(
+                "SELECT id, kind FROM vector_outbox ORDER BY position LIMIT %s",
+                (self.batch_size,),
+            ).fetchall()
+            if not rows:
+                return 0
+            ids = [_values(r, "id")[0] for r in rows]
+            units = _units(conn, ids)
+            versions = self.index(generation, units, {_values(r, "id", "kind") for r in rows})
+            conn.execute(
+                "DELETE FROM vector_outbox o USING unnest(%s::uuid[], %s::int[]) AS d(id, v) "
+                "WHERE o.id = d.id AND o.version <= d.v",
+                (list(versions), list(versions.values())),
+            )
+        self._maybe_optimize(generation, len(rows))
+        return len(rows)
+
+    def index(
+        self,
+        generation: Generation,
+        units: Sequence[dict[str, Any]],
+        items: set[tuple[Any, str]],
+    ) -> dict[Any, int]:
+        """Makes the store hold exactly these items' live units; returns each item's version."""
+        by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for unit in units:
+            by_kind[unit["kind"]].append(unit)
+        versions: dict[Any, int] = {}
+        for kind in {k for _, k in items}:
+            ids = [str(i) for i, k in items if k == kind]
+            versions.update(self._index_kind(generation.collection(kind), ids, by_kind[kind]))
+        for item_id, _ in items:
+            versions.setdefault(item_id, 0)  # no units at all: nothing left to index
+        return versions
+
+    def _index_kind(
+        self, collection: str, ids: list[str], units: list[dict[str, Any]]
+    ) -> dict[Any, int]:
+        existing = {p.id: p for p in self.store.points_of(collection, ids)}
+        live = [u for u in units if not u["deleted"]]
+        hashes = [text_hash(u["body"]) for u in live]
+        pids = [point_id(u["id"], u["chunk"]) for u in live]
+        vectors: list[Any] = [None] * len(live)
+        todo = []
+        for i, (pid, digest) in enumerate(zip(pids, hashes, strict=True)):
+            old = existing.get(pid)
+            if (
+                old is not None
+                and old.vector is not None
+                and old.payload.get("text_hash") == digest
+            ):
+                vectors[i] = old.vector  # same text: the same vector, no model call
+            else:
+                todo.append(i)
+        if todo:
+            fresh = self.embedder.embed([live[i]["body"] for i in todo])
+            for i, vector in zip(todo, fresh, strict=True):
+                vectors[i] = vector.tolist()
+        points = [
+            VectorPoint(pid, vector, _payload(unit, digest))
+            for pid, vector, unit, digest in zip(pids, vectors, live, hashes, strict=True)
+        ]
+        self.store.upsert(collection, points)
+        self.store.delete(collection, sorted(set(existing) - set(pids)))
+        return {u["id"]: u["version"] for u in units}
+
+    def _maybe_optimize(self, generation: Generation, count: int) -> None:
+        # Fresh points sit in a small unindexed segment; past a few thousand, index them.
+        self._since_optimize += count
+        if self._since_optimize >= 5000:
+            self._since_optimize = 0
+            for kind in COLLECTIONS:
+                self.store.optimize(generation.collection(kind))
+
+    def catch_up(self) -> int:
+        total = 0
+        while count := self.run_once():
+            total += count
+        return total
+
+    def run(self, stop: threading.Event, idle_wait: float = 0.1) -> None:
+        """Drains the outbox until `stop` is set."""
+        while not stop.is_set():
+            try:
+                count = self.run_once()
+            except Exception as exc:  # keep going: the outbox keeps the work until it is done
+                log.error("vector_index_failed", error=f"{type(exc).__name__}: {exc}")
+                stop.wait(1.0)
+                continue
+            if count == 0:
+                stop.wait(idle_wait)
+
+    # -- rebuild ----------------------------------------------------------------------------
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> tuple[Generation, int]:
+        """Builds a new generation with this indexer's model from `rm_search` beside the live
+        one, switches to it and drops the old one. Returns the new generation and its point
+        count. The live indexer is paused meanwhile (the lock): queries keep the old, complete
+        index, and changes wait in the outbox, which the live indexer then applies to the new
+        generation (idempotently, for those the rebuild already saw)."""
+        generation = new_generation(self.embedder)
+        with self.connect() as lock_conn:
+            lock_conn.execute("SELECT pg_advisory_lock(%s)", (VECTOR_LOCK,))
+            try:
+                old = self._build(generation, progress)
+            finally:
+                lock_conn.execute("SELECT pg_advisory_unlock(%s)", (VECTOR_LOCK,))
+        for kind in COLLECTIONS:
+            if old is not None and old.name != generation.name:
+                self.store.drop_collection(old.collection(kind))
+        self.generation = generation
+        count = sum(self.store.count(generation.collection(k)) for k in COLLECTIONS)
+        return generation, count
+
+    def _build(
+        self, generation: Generation, progress: Callable[[int, int], None] | None
+    ) -> Generation | None:
+        for kind in COLLECTIONS:
+            self.store.ensure_collection(generation.collection(kind), generation.dimension)
+        with self.connect() as conn:
+            conn.execute(
+                "INSERT INTO vector_indexes (generation, model, dimension, status) "
+                "VALUES (%s, %s, %s, 'building')",
+                (generation.name, generation.model, generation.dimension),
+            )
+            total = _values(
+                conn.execute("SELECT count(DISTINCT id) AS n FROM rm_search").fetchone(), "n"
+            )[0]
+        done = 0
+        for units in _all_items(self.connect, self.batch_size):
+            items = {(u["id"], u["kind"]) for u in units}
+            self.index(generation, units, items)
+            done += len(items)
+            if progress:
+                progress(done, total)
+        for kind in COLLECTIONS:
+            self.store.optimize(generation.collection(kind))
+        with self.connect() as conn, conn.transaction():
+            old = active_generation(conn)
+            conn.execute("DELETE FROM vector_indexes WHERE status = 'active'")
+            conn.execute(
+                "UPDATE vector_indexes SET status = 'active', activated_at = now() "
+                "WHERE generation = %s",
+                (generation.name,),
+            )
+        return old
+
+    # -- status -----------------------------------------------------------------------------
+
+    def caught_up(self, conn: Connection[Any], position: int) -> bool:
+        return vectors_caught_up(conn, position)
+
+
+def vectors_caught_up(conn: Connection[Any], position: int) -> bool:
+    """Whether every change up to `position` that the current state has applied is indexed."""
+    row = conn.execute(
+        "SELECT NOT EXISTS (SELECT 1 FROM vector_outbox WHERE position <= %s) AS done",
+        (position,),
+    ).fetchone()
+    return bool(_values(row, "done")[0])
+
+
+def live_units(conn: Connection[Any]) -> int:
+    """How many points a complete index holds: the units of items not deleted."""
+    row = conn.execute("SELECT count(*) AS n FROM rm_search WHERE NOT deleted").fetchone()
+    return int(_values(row, "n")[0])
+
+
+def _payload(unit: dict[str, Any], digest: str) -> dict[str, Any]:
+    return {
+        "aggregate_id": str(unit["id"]),
+        "kind": unit["kind"],
+        "chunk": unit["chunk"],
+        "version": unit["version"],
+        "slug": unit["slug"],
+        "status": unit["status"],
+        "category": unit["category"],
+        "tags": list(unit["tags"]),
+        "owner": unit["owner"],
+        "link_id": str(unit["link_id"]) if unit["link_id"] else None,
+        "deleted": unit["deleted"],
+        "text_hash": digest,
+    }
+
+
+def _units(conn: Connection[Any], ids: Sequence[Any]) -> list[dict[str, Any]]:
+    cur = conn.execute(
+        f"SELECT {UNIT_COLUMNS} FROM rm_search WHERE id = ANY(%s) ORDER BY id, chunk",  # noqa: S608
+        (list(ids),),
+    )
+    return _dicts(cur)
+
+
+def _dicts(cur: Any) -> list[dict[str, Any]]:
+    rows = cur.fetchall()
+    if rows and not isinstance(rows[0], dict):
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in rows]
+    return list(rows)
+
+
+def _all_items(connect: Connect, batch: int) -> Iterator[list[dict[str, Any]]]:
+    """Every item's units, about `batch` items at a time, in id order (a keyset)."""
+    after = uuid.UUID(int=0)
+    while True:
+        with connect() as conn:
+            cur = conn.execute(
+                "SELECT DISTINCT id FROM rm_search WHERE id > %s ORDER BY id LIMIT %s",
+                (after, batch),
+            )
+            ids = [r["id"] if isinstance(r, dict) else r[0] for r in cur.fetchall()]
+            if not ids:
+                return
+            after = ids[-1]
+            units = _units(conn, ids)
+        yield units
+
+
+def _enqueue_all(conn: Connection[Any]) -> None:
+    conn.execute(
+        "INSERT INTO vector_outbox (id, kind, version, position) "
+        "SELECT id, kind, max(version), max(position) FROM rm_search GROUP BY id, kind "
+        "ON CONFLICT (id) DO NOTHING"
+    )
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
