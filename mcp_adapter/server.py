@@ -208,6 +208,15 @@ def answer(
     return _structured(model, text(model))
 
 
+def _searcher(c: Container) -> tuple[Any, str]:
+    """The container's searcher, or None and why (a process without search configured)."""
+    try:
+        searcher = getattr(c, "searcher", None)
+    except Exception as exc:  # search could not be opened in this process
+        return None, f"search is unavailable in this process: {type(exc).__name__}: {exc}"
+    return searcher, "search is not configured in this process"
+
+
 # --- tools ----------------------------------------------------------------------------------
 
 
@@ -225,9 +234,9 @@ def search_tools(  # noqa: PLR0917 - the tool's arguments
     name, description, score, version and a summary of its input parameters. Deprecated and
     deleted tools are left out unless asked for."""
     c = _container(ctx)
-    searcher = getattr(c, "searcher", None)
+    searcher, why = _searcher(c)
     if searcher is None:
-        return failure("search_unavailable", "search is not configured in this process")
+        return failure("search_unavailable", why)
     request = SearchRequest(
         q=query,
         kinds=("tool",),
@@ -352,6 +361,8 @@ def tool_diff(
     min_position: MinPosition = None,
 ) -> Annotated[CallToolResult, models.ToolDiff]:
     """The RFC 6902 JSON Patch that turns the tool at `from_version` into `to_version`."""
+    if from_version > to_version:
+        raise invalid_params([("from_version", f"must not be after to_version ({to_version})")])
 
     def build(conn: Connection[Any], position: int) -> models.ToolDiff:
         current = queries.get_current(conn, "tool", slug)
@@ -379,9 +390,9 @@ def search_documents(
 ) -> Annotated[CallToolResult, models.DocumentSearch]:
     """Hybrid search over the knowledge-base documents; each hit has the passage that matched."""
     c = _container(ctx)
-    searcher = getattr(c, "searcher", None)
+    searcher, why = _searcher(c)
     if searcher is None:
-        return failure("search_unavailable", "search is not configured in this process")
+        return failure("search_unavailable", why)
     request = SearchRequest(
         q=query,
         kinds=("document",),
