@@ -25,9 +25,12 @@ Errors always use `{"error": {"code", "message", "details", "request_id"}}`.
 """
 
 
-def create_app(container: Container, *, follow_log: bool = False) -> FastAPI:
+def create_app(
+    container: Container, *, follow_log: bool = False, mcp_host: str | None = None
+) -> FastAPI:
     """The app over a container its caller owns (and closes). `follow_log` runs the
-    projections in-process (the embedded mode) for the app's lifetime."""
+    projections in-process (the embedded mode) for the app's lifetime. With `mcp_host` (the
+    interface served on) the MCP server answers at /mcp beside the API."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -60,4 +63,8 @@ def create_app(container: Container, *, follow_log: bool = False) -> FastAPI:
     app.include_router(datasets.router, prefix="/api/v1")
     app.include_router(documents.router, prefix="/api/v1")
     app.include_router(search.router, prefix="/api/v1")
+    if mcp_host is not None:  # the MCP server (mcp_adapter), Streamable HTTP at /mcp
+        from mcp_adapter.http import mount_mcp
+
+        mount_mcp(app, container, mcp_host)
     return app

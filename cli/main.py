@@ -11,6 +11,7 @@ import typer
 
 from cli import read_side
 from cli.dev import dev_app
+from cli.mcp import mcp as mcp_server
 from cli.ops import ops_app
 from cli.relay import relay
 from infra.logging import configure_logging
@@ -44,7 +45,9 @@ def _container(settings: Settings):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
-def _serve(settings: Settings, host: str, port: int, *, follow_log: bool) -> None:
+def _serve(
+    settings: Settings, host: str, port: int, *, follow_log: bool, with_mcp: bool = False
+) -> None:
     import uvicorn
 
     from api.app import create_app
@@ -57,7 +60,7 @@ def _serve(settings: Settings, host: str, port: int, *, follow_log: bool) -> Non
     try:
         mode = "embedded" if settings.embedded else "server"
         log.info("starting", mode=mode, host=host, port=port, data_dir=str(settings.data_dir))
-        app_ = create_app(container, follow_log=follow_log)
+        app_ = create_app(container, follow_log=follow_log, mcp_host=host if with_mcp else None)
         uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False)
     finally:
         container.close()
@@ -78,7 +81,7 @@ def up(
     """Run everything in one process on the embedded default (a real Postgres under
     ./.mcp-ledger unless DATABASE_URL is set). API at http://HOST:PORT/api/v1, docs at /docs."""
     overrides = {"data_dir": data_dir} if data_dir else {}
-    _serve(_settings(**overrides), host, port, follow_log=True)
+    _serve(_settings(**overrides), host, port, follow_log=True, with_mcp=True)
 
 
 @app.command()
@@ -117,6 +120,7 @@ def import_(
 
 
 app.command("relay")(relay)
+app.command("mcp")(mcp_server)
 
 
 app.command()(read_side.projector)
