@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import datasets, documents, health, search, tools
+from api.routes import analytics as analytics_routes
 from infra.container import Container
 from infra.search_wiring import start_search
 
@@ -62,6 +63,7 @@ def create_app(
     app.include_router(tools.router, prefix="/api/v1")
     app.include_router(datasets.router, prefix="/api/v1")
     app.include_router(documents.router, prefix="/api/v1")
+    app.include_router(analytics_routes.router, prefix="/api/v1")
     app.include_router(search.router, prefix="/api/v1")
     if mcp_host is not None:  # the MCP server (mcp_adapter), Streamable HTTP at /mcp
         from mcp_adapter.http import mount_mcp

@@ -14,10 +14,12 @@ from psycopg.types.json import set_json_dumps
 from commands.ports import CommandDeps
 from infra.event_store import LedgerApplication, PostgresEventStore, PostgresIdempotencyStore
 from infra.read_side import ReadSide
+from infra.redis_client import RedisHandle
 from infra.schema import migrate
 from infra.secrets import FernetSealer, embedded_master_key
 from infra.settings import Settings, SettingsError
 from infra.usage import UsageEmitter
+from infra.usage_sinks import build_usage_emitter
 
 if TYPE_CHECKING:
     from infra.search_wiring import SearchParts
@@ -59,6 +61,8 @@ class Container:
     read_side: ReadSide
     # Usage events of MCP calls and API searches; the sink is wired by the usage analytics.
     usage: UsageEmitter = field(default_factory=lambda: UsageEmitter(None))
+    # Redis (REDIS_URL) for hot analytics reads; connects on first use, None without a URL.
+    redis: RedisHandle = field(default_factory=lambda: RedisHandle(None))
     _keepalive: list[Any] = field(default_factory=list)
     _search: SearchParts | None = None
 
@@ -79,6 +83,7 @@ class Container:
         if self._search is not None:
             self._search.close()
         self.usage.close()
+        self.redis.close()
         self.read_side.close()
         self.app.close()
         for handle in self._keepalive:
@@ -129,4 +134,8 @@ def build_container(settings: Settings, *, run_migrations: bool = True) -> Conta
     )
     feed = settings.kafka_topic_prefix if kafka_feed else None
     read_side = ReadSide(store, feed)
-    return Container(settings, app, store, deps, sealer, read_side, _keepalive=keepalive)
+    redis = RedisHandle(settings.redis_url)
+    usage = build_usage_emitter(settings, read_side, redis, kafka_feed=kafka_feed)
+    return Container(
+        settings, app, store, deps, sealer, read_side, usage, redis, _keepalive=keepalive
+    )

@@ -12,6 +12,7 @@ from infra.container import Container
 from infra.kafka_topics import KIND_TOPICS, ensure_topics
 from infra.relay import RelayConfig, make_admin
 from infra.settings import Settings
+from infra.usage_sinks import add_analytics_agent, ensure_usage_topic_for
 from projections.faust_app import FaustConfig, build_app
 from projections.runner import DeadLetterHook, Runner
 
@@ -48,7 +49,9 @@ def build_projector(settings: Settings, container: Container, **overrides: Any) 
 
     config = faust_config(settings, **overrides)
     config.datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-    return build_app(config, make_runner, side.connection, from_message)
+    app = build_app(config, make_runner, side.connection, from_message)
+    add_analytics_agent(app, settings, container)  # usage analytics on <prefix>.usage.v1
+    return app
 
 
 def run_projector(settings: Settings, container: Container) -> None:
@@ -60,6 +63,7 @@ def run_projector(settings: Settings, container: Container) -> None:
         for name in ("aiokafka", "faust", "mode", "kafka"):
             logging.getLogger(name).setLevel(logging.WARNING)
     ensure_relay_topics(settings)
+    ensure_usage_topic_for(settings)
     app = build_projector(settings, container)
     worker = faust.Worker(
         app,

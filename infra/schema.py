@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from infra.event_store import IDEMPOTENCY_TABLE, LedgerApplication
+from projections.analytics_tables import ANALYTICS as ANALYTICS_TABLES
 from projections.tables import ALL as READ_MODEL_TABLES
 
 STATEMENTS = [
@@ -42,5 +43,5 @@ def migrate(app: LedgerApplication) -> None:
     with recorder.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
         # Concurrent first starts would race on CREATE TABLE; serialise them.
         curs.execute("SELECT pg_advisory_xact_lock(7362841)")
-        for statement in [*STATEMENTS, *READ_MODEL_TABLES]:
+        for statement in [*STATEMENTS, *READ_MODEL_TABLES, *ANALYTICS_TABLES]:
             curs.execute(statement)

@@ -30,6 +30,9 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_RELAY_BATCH_SIZE": "an integer from 1 to 10000",
     "MCP_LEDGER_RELAY_POLL_INTERVAL": "seconds, a number above 0 and at most 60",
     "MCP_LEDGER_PROJECTOR_SESSION_TIMEOUT": "seconds, from 6 to 300",
+    "REDIS_URL": "redis://[:PASSWORD@]HOST:PORT/DB (e.g. redis://127.0.0.1:6379/0)",
+    "MCP_LEDGER_USAGE_SINK": "auto, kafka, local or off",
+    "MCP_LEDGER_USAGE_BUFFER": "an integer from 100 to 1000000",
     "QDRANT_URL": "http(s)://HOST:PORT of a Qdrant server (or unset for the embedded index)",
     "MCP_LEDGER_VECTORS": "on or off",
     "MCP_LEDGER_EMBEDDING_PROVIDER": "minilm (offline, the default) or openai (an "
@@ -69,6 +72,11 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_poll_interval: float = Field(default=1.0, gt=0, le=60)
     projector_session_timeout: float = Field(default=10.0, ge=6, le=300)
+    # Usage analytics: Redis caches recent windows (optional); where usage events go (auto:
+    # Kafka when the read side is fed by Kafka, else the in-process projection).
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    usage_sink: Literal["auto", "kafka", "local", "off"] = "auto"
+    usage_buffer: int = Field(default=10_000, ge=100, le=1_000_000)
     # Search: the vector index (embedded Qdrant under data_dir/vectors unless QDRANT_URL).
     vectors: Literal["on", "off"] = "on"
     qdrant_url: str | None = Field(default=None, validation_alias="QDRANT_URL")
@@ -89,6 +97,15 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
             raise ValueError("not a postgresql:// URL with a database name")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("not a redis:// URL")
         return value
 
     @field_validator("secret_key")
@@ -142,7 +159,13 @@ class Settings(BaseSettings):
         return self.database_url is None
 
 
-UNPREFIXED = {"database_url", "qdrant_url", "qdrant_api_key", "kafka_bootstrap_servers"}
+UNPREFIXED = {
+    "database_url",
+    "qdrant_url",
+    "qdrant_api_key",
+    "kafka_bootstrap_servers",
+    "redis_url",
+}
 
 
 def _env_name(field_name: str) -> str:

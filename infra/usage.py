@@ -5,10 +5,12 @@ in-process analytics projection); when the buffer is full the event is dropped a
 from __future__ import annotations
 
 import hashlib
+import math
 import queue
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -38,6 +40,34 @@ class UsageEvent:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UsageEvent:
+        """The event again from `to_json`'s form (e.g. a Kafka message's value); raises
+        ValueError on anything else. Unknown keys are ignored."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a usage event is a JSON object")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for name in ("tool", "surface", "arguments_digest", "status", "id", "occurred_at"):
+            if not isinstance(values.get(name), str) or not values[name]:
+                raise ValueError(f"usage event: {name} must be a non-empty string")
+        latency = values.get("latency_ms")
+        if isinstance(latency, bool) or not isinstance(latency, int | float):
+            raise ValueError("usage event: latency_ms must be a number")
+        if not math.isfinite(latency) or latency < 0:
+            raise ValueError("usage event: latency_ms must be a finite number >= 0")
+        if not isinstance(values.get("result_ids", []), list):
+            raise ValueError("usage event: result_ids must be a list")
+        for name in ("client_id", "client_name", "request_id"):
+            if values.get(name) is not None and not isinstance(values[name], str):
+                raise ValueError(f"usage event: {name} must be a string or null")
+        try:
+            datetime.fromisoformat(values["occurred_at"].replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("usage event: occurred_at is not an RFC 3339 time") from None
+        values.setdefault("result_ids", [])
+        return cls(**values)
+
 
 def _without_secrets(value: Any) -> Any:
     if isinstance(value, dict):
@@ -63,11 +93,13 @@ class UsageEmitter:
     def __init__(self, sink: UsageSink | None, capacity: int = 10_000, batch: int = 500) -> None:
         self.sink = sink
         self.batch = batch
-        self.dropped = 0
-        self.emitted = 0
+        self.capacity = capacity
+        self.dropped = 0  # events lost: buffer full, or the sink failed
+        self.emitted = 0  # events the sink took
         self._queue: queue.Queue[UsageEvent] = queue.Queue(maxsize=capacity)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def emit(self, event: UsageEvent) -> None:
         if self.sink is None:
@@ -75,14 +107,39 @@ class UsageEmitter:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
-            self.dropped += 1
+            with self._lock:
+                self.dropped += 1
             return
         self._ensure_thread()
 
+    def stats(self) -> dict[str, int]:
+        """The counters, for a metrics endpoint: emitted, dropped, queued, capacity."""
+        return {
+            "emitted": self.emitted,
+            "dropped": self.dropped,
+            "queued": self._queue.qsize(),
+            "capacity": self.capacity,
+        }
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Waits until every event emitted so far has been handed to the sink (or dropped);
+        False if that took longer than `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
     def _ensure_thread(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._drain, name="usage", daemon=True)
-            self._thread.start()
+            with self._lock:
+                if self._thread is None:
+                    thread = threading.Thread(target=self._drain, name="usage", daemon=True)
+                    thread.start()
+                    self._thread = thread
 
     def _drain(self) -> None:
         while not (self._stop.is_set() and self._queue.empty()):
@@ -96,7 +153,11 @@ class UsageEmitter:
                     events.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._deliver(events)
+            try:
+                self._deliver(events)
+            finally:
+                for _ in events:
+                    self._queue.task_done()
 
     def _deliver(self, events: list[UsageEvent]) -> None:
         assert self.sink is not None
@@ -104,7 +165,8 @@ class UsageEmitter:
             self.sink(events)
             self.emitted += len(events)
         except Exception as exc:  # analytics must never take the serving path down
-            self.dropped += len(events)
+            with self._lock:
+                self.dropped += len(events)
             log.warning("usage_sink_failed", error=f"{type(exc).__name__}: {exc}", n=len(events))
 
     def close(self, timeout: float = 5.0) -> None:
@@ -112,3 +174,9 @@ class UsageEmitter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        close = getattr(self.sink, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:
+                log.warning("usage_sink_close_failed", error=f"{type(exc).__name__}: {exc}")

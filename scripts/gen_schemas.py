@@ -28,6 +28,8 @@ from domain.events import DomainEvent  # noqa: E402
 from domain.validation import MAX_TAGS, SLUG_RE, TAG_RE  # noqa: E402
 from infra import cloudevents  # noqa: E402
 from infra.kafka_topics import KIND_TOPICS  # noqa: E402
+from infra.usage import UsageEvent  # noqa: E402
+from infra.usage_sinks import USAGE_TOPIC, USAGE_TYPE  # noqa: E402
 from projections.records import EVENT_CLASSES, KIND_OF_EVENT  # noqa: E402
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -245,6 +247,72 @@ def dead_letter_schema() -> dict[str, Any]:
     }
 
 
+def usage_schema() -> dict[str, Any]:
+    """The value of usage messages, from the UsageEvent dataclass."""
+    hints = typing.get_type_hints(UsageEvent)
+    refined: dict[str, dict[str, Any]] = {
+        "surface": {"enum": ["mcp", "api"]},
+        "status": {"enum": ["ok", "error", "not_found", "invalid"]},
+        "arguments_digest": {
+            "type": "string",
+            "pattern": "^sha256:[0-9a-f]{64}$",
+            "description": "sha256 of the canonical JSON arguments, secret-named keys masked",
+        },
+        "result_ids": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kind": STRING,
+                    "id": STRING,
+                    "version": {"type": ["integer", "null"]},
+                },
+                "required": ["kind", "id"],
+            },
+            "description": "what the call returned, with the versions it saw",
+        },
+        "latency_ms": {"type": "number", "minimum": 0},
+        "id": {"type": "string", "description": "the event id (= ce_id); deduplicate by it"},
+        "occurred_at": {"type": "string", "format": "date-time"},
+    }
+    properties = {
+        f.name: refined.get(f.name) or type_schema(hints[f.name]) for f in fields(UsageEvent)
+    }
+    return {
+        "$schema": DRAFT,
+        "$id": f"urn:mcp-ledger:schema:{USAGE_TYPE}",
+        "title": f"A served call (data of {USAGE_TYPE})",
+        "description": f"The value (JSON) of messages on the Kafka topic <prefix>.{USAGE_TOPIC} "
+        "(default prefix mcp-ledger): one per MCP tool call and per API search.",
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def usage_envelope_schema() -> dict[str, Any]:
+    headers = {
+        "ce_specversion": {"const": cloudevents.SPEC_VERSION},
+        "ce_id": {"type": "string", "description": "the usage event's id"},
+        "ce_type": {"const": USAGE_TYPE},
+        "ce_source": {"const": cloudevents.SOURCE},
+        "ce_subject": {"type": "string", "description": "the tool name (= the message key)"},
+        "ce_time": {"type": "string", "format": "date-time"},
+        "content-type": {"const": cloudevents.CONTENT_TYPE},
+        "ce_correlationid": {"type": "string", "description": "the request id, when known"},
+    }
+    return {
+        "$schema": DRAFT,
+        "$id": "urn:mcp-ledger:schema:usage-envelope",
+        "title": f"CloudEvents 1.0 Kafka headers of <prefix>.{USAGE_TOPIC} messages",
+        "type": "object",
+        "properties": headers,
+        "required": [h for h in headers if h != "ce_correlationid"],
+        "additionalProperties": False,
+    }
+
+
 def generate() -> dict[str, str]:
     """File name -> content."""
     documents = {
@@ -253,6 +321,8 @@ def generate() -> dict[str, str]:
     }
     documents["envelope.json"] = envelope_schema()
     documents[f"{cloudevents.DEAD_LETTER_TYPE}.json"] = dead_letter_schema()
+    documents[f"{USAGE_TYPE}.json"] = usage_schema()
+    documents["usage-envelope.json"] = usage_envelope_schema()
     return {name: json.dumps(doc, indent=2) + "\n" for name, doc in sorted(documents.items())}
 
 
