@@ -47,6 +47,8 @@ class UsageAgent:
             outcome = self.projection.handle(conn, records)
         log.debug("usage_applied", applied=outcome.applied, duplicates=outcome.duplicates,
                   too_late=outcome.too_late)  # fmt: skip
+        if outcome.duplicates:  # a redelivery (or a producer's retry): counted once already
+            log.info("usage_duplicates_skipped", count=outcome.duplicates)
 
     async def handle(self, events: Sequence[Any]) -> None:
         records = self.decode_all(events)
