@@ -129,30 +129,36 @@ class VectorIndexer:
     # -- live indexing ----------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Indexes one batch from the outbox; returns how many items it covered."""
+        """Indexes one batch from the outbox; returns how many items it covered. No database
+        transaction stays open while the model embeds: the lock is a session lock, released
+        after each batch so a rebuild can take it between batches."""
         generation = self.generation or self.prepare()
-        with self.connect() as conn, conn.transaction():
-            locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (VECTOR_LOCK,))
-            if not _values(locked.fetchone(), "pg_try_advisory_xact_lock")[0]:
-                return 0  # a rebuild is switching generations, or another indexer runs
-            live = active_generation(conn)
-            if live != generation:
-                self.generation = None  # switched by a rebuild: adopt the new one next time
-                return 0
-            rows = conn.execute(
-                "SELECT id, kind FROM vector_outbox ORDER BY position LIMIT %s",
-                (self.batch_size,),
-            ).fetchall()
-            if not rows:
-                return 0
-            ids = [_values(r, "id")[0] for r in rows]
-            units = _units(conn, ids)
-            versions = self.index(generation, units, {_values(r, "id", "kind") for r in rows})
-            conn.execute(
-                "DELETE FROM vector_outbox o USING unnest(%s::uuid[], %s::int[]) AS d(id, v) "
-                "WHERE o.id = d.id AND o.version <= d.v",
-                (list(versions), list(versions.values())),
-            )
+        with self.connect() as conn:
+            locked = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (VECTOR_LOCK,))
+            if not _values(locked.fetchone(), "ok")[0]:
+                return 0  # a rebuild is running, or another indexer
+            try:
+                return self._drain_batch(conn, generation)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (VECTOR_LOCK,))
+
+    def _drain_batch(self, conn: Connection[Any], generation: Generation) -> int:
+        if active_generation(conn) != generation:
+            self.generation = None  # switched by a rebuild: adopt the new one next time
+            return 0
+        rows = conn.execute(
+            "SELECT id, kind FROM vector_outbox ORDER BY position LIMIT %s", (self.batch_size,)
+        ).fetchall()
+        if not rows:
+            return 0
+        units = _units(conn, [_values(r, "id")[0] for r in rows])
+        versions = self.index(generation, units, {_values(r, "id", "kind") for r in rows})
+        # Only the versions indexed: a newer change that arrived meanwhile stays queued.
+        conn.execute(
+            "DELETE FROM vector_outbox o USING unnest(%s::uuid[], %s::int[]) AS d(id, v) "
+            "WHERE o.id = d.id AND o.version <= d.v",
+            (list(versions), list(versions.values())),
+        )
         self._maybe_optimize(generation, len(rows))
         return len(rows)
 
