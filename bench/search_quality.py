@@ -24,16 +24,16 @@ from cryptography.fernet import Fernet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.write_path import check_local, fresh_database, log, server_url  # noqa: E402
-from commands.context import CommandContext  # noqa: E402
-from commands.import_tools import import_tools  # noqa: E402
-from commands.inputs import RegisterTool  # noqa: E402
-from infra.container import Container, build_container  # noqa: E402
-from infra.settings import load_settings  # noqa: E402
-from projections.search import Searcher  # noqa: E402
-from projections.search_types import SearchRequest  # noqa: E402
-from projections.vector_index import VectorIndexer  # noqa: E402
-from projections.vector_ports import Embedder  # noqa: E402
+from bench.write_path import check_local, fresh_database, log, server_url
+from commands.context import CommandContext
+from commands.import_tools import import_tools
+from commands.inputs import RegisterTool
+from infra.container import Container, build_container
+from infra.settings import load_settings
+from projections.search import Searcher
+from projections.search_types import SearchRequest
+from projections.vector_index import VectorIndexer
+from projections.vector_ports import Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT / "bench" / "search_eval"
@@ -67,7 +67,9 @@ def populate(container: Container, tools: list[dict[str, Any]]) -> None:
 def index(container: Container, embedder: Embedder | None = None) -> VectorIndexer:
     parts = container.search_parts()
     assert parts.store is not None, parts.searcher.unavailable
-    indexer = VectorIndexer(parts.store, embedder or parts.embedder, container.read_side.connection)  # type: ignore[arg-type]
+    model = embedder or parts.embedder
+    assert model is not None
+    indexer = VectorIndexer(parts.store, model, container.read_side.connection)
     if embedder is None:
         indexer.prepare()
         t0 = time.perf_counter()
