@@ -78,9 +78,8 @@ def index(container: Container, embedder: Embedder | None = None) -> VectorIndex
     else:
         t0 = time.perf_counter()
         _, n = indexer.rebuild()
-        log(
-            f"rebuilt the index with {embedder.model}: {n} points in {time.perf_counter() - t0:.1f} s"
-        )
+        elapsed = time.perf_counter() - t0
+        log(f"rebuilt the index with {embedder.model}: {n} points in {elapsed:.1f} s")
     return indexer
 
 
