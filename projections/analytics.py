@@ -143,7 +143,7 @@ class Applied:
 _UPSERT = """
 INSERT INTO usage_stats AS s (window_size, window_start, tool, client, calls, errors,
     latency_sum_ms, latency_min_ms, latency_max_ms, buckets)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[])
 ON CONFLICT (window_size, window_start, tool, client) DO UPDATE SET
     calls = s.calls + excluded.calls,
     errors = s.errors + excluded.errors,
@@ -196,21 +196,27 @@ def apply_usage(
                 cell.errors += event.status != "ok"
                 cell.histogram.add(event.latency_ms)
         # A fixed order: two projectors updating the same rows never deadlock.
-        for key in sorted(cells, key=lambda k: (k[0], k[1], k[2], k[3])):
-            cell = cells[key]
-            h = cell.histogram
-            cur.execute(
-                _UPSERT,
-                (*key, cell.calls, cell.errors, h.sum_ms, h.min_ms, h.max_ms, h.counts),
-            )
-            row = cur.fetchone()
-            assert row is not None
-            outcome.rows.append(_cell(row))
+        params = [
+            (*key, c.calls, c.errors, c.histogram.sum_ms, c.histogram.min_ms,
+             c.histogram.max_ms, _array_literal(c.histogram.counts))
+            for key, c in sorted(cells.items(), key=lambda item: item[0])
+        ]  # fmt: skip
+        if params:  # one pipelined round trip for all the rows
+            cur.executemany(_UPSERT, params, returning=True)
+            while True:
+                outcome.rows.extend(_cell(row) for row in cur.fetchall())
+                if not cur.nextset():
+                    break
     outcome.applied = len(new_ids)
     metrics.add(applied=outcome.applied, duplicates=outcome.duplicates, too_late=outcome.too_late)
     if outcome.too_late:
         log.warning("usage_too_late", count=outcome.too_late, limit=str(LATE_LIMIT))
     return outcome
+
+
+def _array_literal(counts: list[int]) -> str:
+    # psycopg's list adapter costs ~0.5 ms per 172 items; Postgres parses this text form
+    return "{" + ",".join(map(str, counts)) + "}"
 
 
 def _cell(row: dict[str, Any]) -> Cell:

@@ -88,7 +88,7 @@ def pipeline(  # type: ignore[no-untyped-def]
 def mcp_calls(container: Any) -> None:
     """OK_CALLS list_tools and NOT_FOUND_CALLS get_tool of an unknown slug, emitted as the MCP
     server emits them (mcp_adapter/server.py: LedgerServer._emit), then one usage_stats."""
-    calls = [("list_tools", {"limit": 5}, "ok")] * OK_CALLS
+    calls: list[tuple[str, dict[str, Any], str]] = [("list_tools", {"limit": 5}, "ok")] * OK_CALLS
     calls += [("get_tool", {"slug": "no-such-tool"}, "not_found")] * NOT_FOUND_CALLS
     calls += [("usage_stats", {"slug": "list_tools"}, "ok")]
     for i, (name, arguments, status) in enumerate(calls):
@@ -120,7 +120,7 @@ def seen(database_url: str) -> int:
 
 def committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
     """The group has committed the usage topic up to its end offsets (all consumed)."""
-    from kafka import KafkaConsumer, TopicPartition  # type: ignore[attr-defined]
+    from kafka import KafkaConsumer, TopicPartition  # type: ignore[attr-defined,unused-ignore]
     from kafka.admin import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
@@ -140,7 +140,7 @@ def rewind_usage_topic(bootstrap: str, group: str, topic: str, timeout: float = 
     """Sets the group's committed offsets on the usage topic back to 0: everything is redelivered
     to the next projector. The group must be empty; a killed member expires after the session
     timeout, so this retries until then."""
-    from kafka import KafkaConsumer, TopicPartition  # type: ignore[attr-defined]
+    from kafka import KafkaConsumer, TopicPartition  # type: ignore[attr-defined,unused-ignore]
     from kafka.admin import KafkaAdminClient
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None)
@@ -233,6 +233,6 @@ def test_a_usage_event_from_another_producer_is_counted(  # type: ignore[no-unty
 
     def counted() -> bool:
         with psycopg.connect(usage_db) as conn:
-            return usage_stats(conn, None, tool=tool, window="1h")["errors"] == 3
+            return bool(usage_stats(conn, None, tool=tool, window="1h")["errors"] == 3)
 
     wait_for(counted, "the gateway's events", timeout=120)
