@@ -125,7 +125,7 @@ def document_units(
                 body = f"{body} {piece}".strip()
         if body or heading:
             units.append(_unit(len(units), title, heading, body))
-    return units or [Unit(0, None, title)]
+    return units or [_unit(0, title, None, "")]
 
 
 def _unit(index: int, title: str, heading: str | None, body: str) -> Unit:

@@ -84,6 +84,7 @@ def read_your_writes_client(container):  # type: ignore[no-untyped-def]
     projections catch up, as a projector would, then asks for `min_position` = the store's last
     position. A read side that does not reach it fails the read (503) instead of going stale."""
     from fastapi.testclient import TestClient
+    from starlette import testclient
 
     from api.app import create_app
 
@@ -91,7 +92,8 @@ def read_your_writes_client(container):  # type: ignore[no-untyped-def]
         def request(self, method, url, *args, params=None, **kwargs):  # type: ignore[no-untyped-def]
             if method.upper() == "GET" and str(url).startswith("/api/v1/"):
                 container.read_side.follower.catch_up()
-                target = httpx.URL(str(url))
+                # The URL type of the HTTP library the TestClient runs on (httpx2 when present).
+                target = testclient.httpx.URL(str(url))
                 query = target.params.merge(params)  # (httpx would drop the URL's own query)
                 if "min_position" not in query:
                     query = query.set("min_position", container.store.head())
@@ -126,6 +128,10 @@ class LiveServer:
             "MCP_LEDGER_SECRET_KEY": secret_key,
             "MCP_LEDGER_LOG_LEVEL": "warning",
             "MCP_LEDGER_READ_FEED": "log",  # tests catch the read models up from the log
+            # The session's own app owns the vector index of this database; a second indexer
+            # would drain its outbox into another index.
+            "MCP_LEDGER_VECTORS": "off",
+            "MCP_LEDGER_DATA_DIR": str(log_path.parent / "data"),
         }
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
