@@ -226,6 +226,14 @@ def status(
             p["name"], p["source"], str(p["position"]), str(p["lag"]), str(p["dead_letters"])
         )
     console.print(table)
+    v = report["vectors"]
+    if v["generation"] is None:
+        console.print("vector index: not built yet (a serving process or the projector builds it)")
+    else:
+        console.print(
+            f"vector index: {v['generation']} ({v['model']}, {v['dimension']} dimensions), "
+            f"{v['pending']} changes waiting to be indexed"
+        )
 
 
 @dlq_app.command("list")

@@ -104,8 +104,30 @@ class ReadSide:
         for row in rows:
             row["lag"] = max(head - row["position"], 0) if row["source"] in ("log", "-") else None
             row["dead_letters"] = letters.get(row["name"], 0)
-        return {"head": head, "relay": relay["p"] if relay else None, "projections": rows}
+        return {
+            "head": head,
+            "relay": relay["p"] if relay else None,
+            "projections": rows,
+            "vectors": _vector_status(conn),
+        }
 
     def close(self) -> None:
         if self._listener is not None:
             self._listener.close()
+
+
+def _vector_status(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """The live vector index generation and the changes still waiting to be indexed."""
+    live = conn.execute(
+        "SELECT generation, model, dimension FROM vector_indexes WHERE status = 'active'"
+    ).fetchone()
+    pending = conn.execute(
+        "SELECT count(*) AS n, min(position) AS oldest FROM vector_outbox"
+    ).fetchone()
+    return {
+        "generation": live["generation"] if live else None,
+        "model": live["model"] if live else None,
+        "dimension": live["dimension"] if live else None,
+        "pending": pending["n"] if pending else 0,
+        "oldest_pending_position": pending["oldest"] if pending else None,
+    }
