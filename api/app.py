@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
+from api.metrics_middleware import HttpMetrics
 from api.middleware import RequestContext
 from api.routes import datasets, documents, health, search, tools
 from api.routes import analytics as analytics_routes
+from api.routes import metrics as metrics_routes
 from infra.container import Container
+from infra.metrics import ReadSideCollector, UsageCollector, process_registry
 from infra.search_wiring import start_search
 
 DESCRIPTION = """
@@ -56,9 +59,15 @@ def create_app(
 
     app = FastAPI(title="mcp-ledger", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.container = container
+    # /metrics: the default registry plus this container's read side and usage emitter.
+    app.state.metrics = process_registry(
+        ReadSideCollector(container.read_side), UsageCollector(container.usage)
+    )
     install_error_handlers(app)
     app.add_middleware(RequestContext, max_body_bytes=container.settings.max_body_bytes)
+    app.add_middleware(HttpMetrics)  # outermost: counts every answer, 401/413/429 included
     app.include_router(health.router)
+    app.include_router(metrics_routes.router)
     app.include_router(tools.batch_router, prefix="/api/v1")
     app.include_router(tools.router, prefix="/api/v1")
     app.include_router(datasets.router, prefix="/api/v1")

@@ -61,7 +61,22 @@ def _serve(
         mode = "embedded" if settings.embedded else "server"
         log.info("starting", mode=mode, host=host, port=port, data_dir=str(settings.data_dir))
         app_ = create_app(container, follow_log=follow_log, mcp_host=host if with_mcp else None)
-        uvicorn.run(app_, host=host, port=port, log_config=None, access_log=False)
+        try:
+            uvicorn.run(
+                app_,
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=settings.shutdown_timeout,
+            )
+        except SystemExit as exc:
+            # uvicorn re-raises the SIGTERM it caught once it has stopped accepting, drained
+            # the requests in flight (up to MCP_LEDGER_SHUTDOWN_TIMEOUT) and run the lifespan's
+            # shutdown: a clean stop, so exit 0.
+            if exc.code != 128 + signal.SIGTERM:
+                raise
+            log.info("stopped", signal="SIGTERM")
     finally:
         container.close()
 

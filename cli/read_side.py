@@ -35,14 +35,23 @@ def projector(
             "relay's topics (default: kafka if KAFKA_BOOTSTRAP_SERVERS is set, else log)"
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /metrics and /health/live on this port (default: "
+            "MCP_LEDGER_METRICS_PORT; unset: none)"
+        ),
+    ] = None,
 ) -> None:
-    """Keep the read models up to date, from Kafka or the event store's log (until SIGTERM)."""
+    """Keep the read models up to date, from Kafka or the event store's log (until SIGTERM:
+    the batch in hand is applied and its checkpoint committed, then it exits 0)."""
     from cli.main import _container as build
     from cli.main import _settings
 
     settings = _settings()
     chosen = _projector_source(source, settings)
     container = build(settings)
+    stop_metrics = _serve_metrics(metrics_port or settings.metrics_port, container)
     stop_indexer = _start_indexer(settings, container)
     try:
         if chosen == "kafka":
@@ -51,7 +60,20 @@ def projector(
             _follow_log(container)
     finally:
         stop_indexer()
+        stop_metrics()
         container.close()
+
+
+def _serve_metrics(port: int | None, container: Any) -> Any:
+    """The projector's /metrics: projection lag, dead letters, vector backlog, usage drops."""
+    if not port:
+        return lambda: None
+    from infra.metrics import ReadSideCollector, UsageCollector, process_registry, serve_metrics
+
+    registry = process_registry(
+        ReadSideCollector(container.read_side), UsageCollector(container.usage)
+    )
+    return serve_metrics(port, registry)
 
 
 def _start_indexer(settings: Any, container: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 import typer
@@ -33,16 +33,28 @@ def _settings() -> Settings:
     return settings
 
 
-def relay() -> None:
+METRICS_PORT_HELP = (
+    "Serve /metrics and /health/live on this port (default: MCP_LEDGER_METRICS_PORT; unset: none)"
+)
+
+
+def relay(
+    metrics_port: Annotated[int | None, typer.Option(help=METRICS_PORT_HELP)] = None,
+) -> None:
     """Publish every stored event to Kafka (at least once; one active relay, others stand by).
     Needs KAFKA_BOOTSTRAP_SERVERS; SIGTERM/Ctrl-C finish the current batch and exit 0."""
     from kafka.errors import KafkaError
 
     from infra.kafka_topics import TopicError
+    from infra.metrics import RelayCollector, process_registry, serve_metrics
     from infra.relay import build_relay
 
     settings = _settings()
     relay_, close = build_relay(settings)
+    port = metrics_port or settings.metrics_port
+    stop_metrics = (
+        serve_metrics(port, process_registry(RelayCollector(relay_))) if port else lambda: None
+    )
 
     def _stop(signum: int, _: Any) -> None:
         log.info("relay.stopping", signal=signal.Signals(signum).name)
@@ -56,4 +68,5 @@ def relay() -> None:
         log.error("relay.kafka_failed", error=f"{type(exc).__name__}: {exc}")
         raise typer.Exit(1) from None
     finally:
+        stop_metrics()
         close()

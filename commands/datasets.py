@@ -7,6 +7,7 @@ from uuid import uuid4
 
 from commands.common import Kind, WriteResult, change, create
 from commands.context import CommandContext
+from commands.observe import observed
 from commands.ports import CommandDeps
 from domain import dataset as domain
 from domain.events import DomainEvent, EventMeta
@@ -15,6 +16,7 @@ from domain.slug_index import claim_slug
 DATASET: Kind[domain.Dataset] = Kind(domain.KIND, domain.DATASET_EVENTS, domain.replay)
 
 
+@observed
 def register_dataset(deps: CommandDeps, data: dict[str, Any], ctx: CommandContext) -> WriteResult:
     def build() -> list[DomainEvent]:
         dataset_id = uuid4()
@@ -25,6 +27,7 @@ def register_dataset(deps: CommandDeps, data: dict[str, Any], ctx: CommandContex
     return create(deps, DATASET, ctx, build)
 
 
+@observed
 def describe_dataset(
     deps: CommandDeps, ref: str, data: dict[str, Any], ctx: CommandContext
 ) -> WriteResult:
@@ -34,6 +37,7 @@ def describe_dataset(
     return change(deps, DATASET, ref, ctx, decide)
 
 
+@observed
 def change_dataset_columns(
     deps: CommandDeps, ref: str, columns: list[dict[str, Any]], ctx: CommandContext
 ) -> WriteResult:
@@ -43,6 +47,7 @@ def change_dataset_columns(
     return change(deps, DATASET, ref, ctx, decide)
 
 
+@observed
 def record_dataset_profile(
     deps: CommandDeps, ref: str, profile: dict[str, Any], ctx: CommandContext
 ) -> WriteResult:
@@ -52,17 +57,21 @@ def record_dataset_profile(
     return change(deps, DATASET, ref, ctx, decide)
 
 
+@observed
 def archive_dataset(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
     return change(deps, DATASET, ref, ctx, domain.archive_dataset)
 
 
+@observed
 def unarchive_dataset(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
     return change(deps, DATASET, ref, ctx, domain.unarchive_dataset)
 
 
+@observed
 def delete_dataset(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
     return change(deps, DATASET, ref, ctx, domain.delete_dataset)
 
 
+@observed
 def restore_dataset(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
     return change(deps, DATASET, ref, ctx, domain.restore_dataset)

@@ -9,6 +9,7 @@ from commands.common import Kind, WriteResult, change, create, load
 from commands.context import CommandContext
 from commands.datasets import DATASET
 from commands.errors import NotFound
+from commands.observe import observed
 from commands.ports import CommandDeps
 from commands.tools import TOOL
 from domain import document as domain
@@ -37,6 +38,7 @@ def check_link(deps: CommandDeps, link: dict[str, str] | None) -> None:
         raise InvalidInput.one("link.id", f"{kind.name} {link['id']} is deleted")
 
 
+@observed
 def add_document(deps: CommandDeps, data: dict[str, Any], ctx: CommandContext) -> WriteResult:
     def build() -> list[DomainEvent]:
         added = domain.add_document(uuid4(), data, ctx.meta(deps.clock))
@@ -46,6 +48,7 @@ def add_document(deps: CommandDeps, data: dict[str, Any], ctx: CommandContext) -
     return create(deps, DOCUMENT, ctx, build)
 
 
+@observed
 def revise_document(
     deps: CommandDeps, ref: str, data: dict[str, Any], ctx: CommandContext
 ) -> WriteResult:
@@ -58,6 +61,7 @@ def revise_document(
     return change(deps, DOCUMENT, ref, ctx, decide)
 
 
+@observed
 def retag_document(
     deps: CommandDeps, ref: str, tags: list[str], ctx: CommandContext
 ) -> WriteResult:
@@ -67,9 +71,11 @@ def retag_document(
     return change(deps, DOCUMENT, ref, ctx, decide)
 
 
+@observed
 def remove_document(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
     return change(deps, DOCUMENT, ref, ctx, domain.remove_document)
 
 
+@observed
 def restore_document(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
     return change(deps, DOCUMENT, ref, ctx, domain.restore_document)

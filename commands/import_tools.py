@@ -10,6 +10,7 @@ from commands.common import idempotent
 from commands.context import CommandContext
 from commands.errors import AppendConflict, SlugTaken
 from commands.inputs import RegisterTool
+from commands.observe import observed
 from commands.ports import Appended, CommandDeps, IdempotencyRequest
 from commands.tools import TOOL, tool_registration_events
 from domain.errors import FieldError, InvalidInput
@@ -58,6 +59,7 @@ def _prefix_fields(exc: InvalidInput, position: int) -> InvalidInput:
     return InvalidInput([FieldError(f"tools[{position}].{e.field}", e.message) for e in exc.errors])
 
 
+@observed
 def import_batch(
     deps: CommandDeps, items: Sequence[RegisterTool], offset: int, ctx: CommandContext
 ) -> list[Appended]:

@@ -7,6 +7,7 @@ from uuid import uuid4
 
 from commands.common import Kind, WriteResult, change, create, seal_sensitive
 from commands.context import CommandContext
+from commands.observe import observed
 from commands.ports import CommandDeps
 from domain import tool as domain
 from domain.secrets import sensitive_keys_of
@@ -28,10 +29,12 @@ def tool_registration_events(
     return [registered, claim_slug(TOOL.name, registered.slug, tool_id, meta)]
 
 
+@observed
 def register_tool(deps: CommandDeps, data: dict[str, Any], ctx: CommandContext) -> WriteResult:
     return create(deps, TOOL, ctx, lambda: tool_registration_events(deps, data, ctx))
 
 
+@observed
 def update_tool(
     deps: CommandDeps, ref: str, data: dict[str, Any], ctx: CommandContext
 ) -> WriteResult:
@@ -48,17 +51,21 @@ def update_tool(
     return change(deps, TOOL, ref, ctx, decide)
 
 
+@observed
 def activate_tool(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
     return change(deps, TOOL, ref, ctx, domain.activate_tool)
 
 
+@observed
 def deprecate_tool(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
     return change(deps, TOOL, ref, ctx, domain.deprecate_tool)
 
 
+@observed
 def delete_tool(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
     return change(deps, TOOL, ref, ctx, domain.delete_tool)
 
 
+@observed
 def restore_tool(deps: CommandDeps, ref: str, ctx: CommandContext) -> WriteResult:
     return change(deps, TOOL, ref, ctx, domain.restore_tool)

@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import structlog
 
+from infra.metrics import timed_embedding
 from projections.vector_ports import EmbeddingUnavailable, Vectors
 
 log = structlog.get_logger("embeddings")
@@ -52,6 +53,7 @@ class MiniLmOnnx:
         )
         self._lock = threading.Lock()  # the tokenizer's padding state is shared
 
+    @timed_embedding("minilm")
     def embed(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -110,6 +112,7 @@ class HttpEmbedder:
             self._dimension = int(self.embed(["dimension probe"]).shape[1])
         return self._dimension
 
+    @timed_embedding("openai")
     def embed(self, texts: Sequence[str]) -> Vectors:
         chunks = [
             self._post(list(texts[i : i + self.batch_size]))

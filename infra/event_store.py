@@ -21,6 +21,7 @@ from commands.errors import AppendConflict, IdempotencyRace
 from commands.ports import Appended, IdempotencyRequest
 from commands.ports import StoredEvent as PositionedEvent
 from domain.events import DomainEvent
+from infra.metrics import count_appended
 
 EVENTS_TABLE = "ledger_events"
 IDEMPOTENCY_TABLE = "ledger_idempotency"
@@ -140,6 +141,7 @@ class PostgresEventStore:
             if _constraint(exc) == IDEMPOTENCY_PKEY:
                 raise IdempotencyRace(str(exc)) from exc
             raise AppendConflict(str(exc)) from exc
+        count_appended(events)
         return [
             Appended(
                 r.domain_event.originator_id,

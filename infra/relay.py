@@ -26,6 +26,7 @@ from psycopg import sql
 from infra.cloudevents import Headers, dead_letter_message, to_message
 from infra.event_store import LedgerApplication
 from infra.kafka_topics import TopicSpec, ensure_topics
+from infra.metrics import RELAY_DEAD_LETTERS, observe_relay_batch
 from infra.settings import Settings
 from projections.records import EventRecord
 
@@ -81,6 +82,7 @@ class Outgoing:
 
 def dead_letter(spec: TopicSpec, origin: Notification, error: str) -> Outgoing:
     log.error("relay.dead_letter", position=origin.id, topic=origin.topic, error=error)
+    RELAY_DEAD_LETTERS.inc()
     key, value, headers = dead_letter_message(
         UUID(str(origin.originator_id)), origin.originator_version, origin.id, origin.topic, error
     )
@@ -305,6 +307,7 @@ class Relay:
         session.save(batch[-1].id, placed)
         self.position = batch[-1].id
         self.published += len(outgoing)
+        observe_relay_batch(len(outgoing), time.monotonic() - started)
         log.info(
             "relay.batch",
             events=len(batch),

@@ -30,6 +30,8 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_RELAY_BATCH_SIZE": "an integer from 1 to 10000",
     "MCP_LEDGER_RELAY_POLL_INTERVAL": "seconds, a number above 0 and at most 60",
     "MCP_LEDGER_PROJECTOR_SESSION_TIMEOUT": "seconds, from 6 to 300",
+    "MCP_LEDGER_METRICS_PORT": "a TCP port from 1 to 65535 (or unset: no metrics server)",
+    "MCP_LEDGER_SHUTDOWN_TIMEOUT": "seconds, an integer from 1 to 600",
     "REDIS_URL": "redis://[:PASSWORD@]HOST:PORT/DB (e.g. redis://127.0.0.1:6379/0)",
     "MCP_LEDGER_USAGE_SINK": "auto, kafka, local or off",
     "MCP_LEDGER_USAGE_BUFFER": "an integer from 100 to 1000000",
@@ -72,6 +74,10 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_poll_interval: float = Field(default=1.0, gt=0, le=60)
     projector_session_timeout: float = Field(default=10.0, ge=6, le=300)
+    # Observability: the relay's and the projector's /metrics and /health/live port (the API
+    # serves /metrics itself); how long SIGTERM waits for in-flight requests and batches.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    shutdown_timeout: int = Field(default=20, ge=1, le=600)
     # Usage analytics: Redis caches recent windows (optional); where usage events go (auto:
     # Kafka when the read side is fed by Kafka, else the in-process projection).
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")

@@ -32,6 +32,7 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from commands.errors import NotFound
 from domain.errors import InvalidInput
 from infra.container import Container
+from infra.metrics import observe_mcp_call
 from infra.usage import UsageEvent, digest_arguments
 from mcp_adapter import models, reads, render
 from projections import queries
@@ -628,6 +629,10 @@ class LedgerServer(MCPServer[LedgerContext]):
         context: Context[LedgerContext, Any] | None,
     ) -> None:
         try:
+            # Metrics by tool: a name the server does not know counts as "unknown".
+            known = self._tool_manager.get_tool(name) is not None
+            seconds = time.perf_counter() - started
+            observe_mcp_call(name if known else "unknown", record.status or "error", seconds)
             client_id = client_name = request_id = None
             if context is not None:
                 request_id = context.request_id

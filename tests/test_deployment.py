@@ -216,11 +216,8 @@ def test_every_long_running_compose_service_has_healthcheck_restart_and_volumes(
             continue
         assert svc.get("restart") in ("unless-stopped", "always", "on-failure"), name
         check = svc.get("healthcheck", {})
-        if name in ("relay", "projector"):  # no HTTP: the image's api check must not apply
-            assert check.get("disable") is True, name
-        else:
-            assert check.get("test"), name
-            assert not check.get("disable"), name
+        assert check.get("test"), name
+        assert not check.get("disable"), name
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0] if isinstance(volume, str) else volume["source"]
             assert source in declared_volumes, f"{name}: {source} is not a named volume"
@@ -286,6 +283,29 @@ def test_compose_environment_uses_only_real_settings() -> None:
     assert env["MCP_LEDGER_READ_FEED"] == "kafka"
     for svc in services.values():
         assert {"path": ".env", "required": False} in svc["env_file"]
+
+
+def metrics_server_answers(path: str) -> int:
+    """The status the relay's and projector's metrics endpoint (infra/metrics.py) answers a GET
+    of `path` with."""
+    from infra.metrics import metrics_wsgi_app
+
+    answered: list[str] = []
+    app = metrics_wsgi_app(None)
+    app({"PATH_INFO": path, "REQUEST_METHOD": "GET"}, lambda status, _: answered.append(status))
+    return int(answered[0].split()[0])
+
+
+def test_compose_relay_and_projector_healthchecks_ask_their_metrics_port() -> None:
+    services = compose()["services"]
+    port = services["relay"]["environment"]["MCP_LEDGER_METRICS_PORT"]
+    for name in ("relay", "projector"):
+        urls = healthcheck_urls(" ".join(services[name]["healthcheck"]["test"]))
+        assert urls, name
+        for url in urls:
+            assert url.startswith(f"http://127.0.0.1:{port}/"), url
+            assert metrics_server_answers("/" + url.split("/", 3)[3]) == 200, url
+    assert metrics_server_answers("/nope") == 404  # not vacuous
 
 
 def test_compose_interpolates_only_documented_variables() -> None:
@@ -536,6 +556,15 @@ def test_k8s_probes_ask_real_routes_on_the_served_port() -> None:
     assert api["livenessProbe"]["httpGet"]["path"] == "/health/live"
     service = next(s for s in k8s_kind("Service") if s["metadata"]["name"] == "mcp-ledger-api")
     assert service["spec"]["ports"][0]["targetPort"] in ("http", port)
+    # The relay and the projector answer probes on their metrics port (MCP_LEDGER_METRICS_PORT).
+    metrics_port = int(k8s_kind("ConfigMap")[0]["data"]["MCP_LEDGER_METRICS_PORT"])
+    for name in ("mcp-ledger-relay", "mcp-ledger-projector"):
+        c = containers[name]
+        assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": metrics_port}
+        for probe in ("startupProbe", "livenessProbe"):
+            get = c[probe]["httpGet"]
+            assert get["port"] in ("metrics", metrics_port), f"{name} {probe}"
+            assert metrics_server_answers(get["path"]) == 200, f"{name} {probe}: {get['path']}"
 
 
 def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
