@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from api.errors import install_error_handlers
 from api.metrics_middleware import HttpMetrics
 from api.middleware import RequestContext
-from api.routes import datasets, documents, health, search, tools
+from api.routes import admin, datasets, documents, health, search, tools
 from api.routes import analytics as analytics_routes
 from api.routes import metrics as metrics_routes
+from api.security import install_access_control, install_security_headers
 from infra.container import Container
 from infra.metrics import ReadSideCollector, UsageCollector, process_registry
 from infra.search_wiring import start_search
@@ -64,7 +65,9 @@ def create_app(
         ReadSideCollector(container.read_side), UsageCollector(container.usage)
     )
     install_error_handlers(app)
+    install_access_control(app, container)  # keys, roles, rate limits, CORS: inside RequestContext
     app.add_middleware(RequestContext, max_body_bytes=container.settings.max_body_bytes)
+    install_security_headers(app, container.settings)  # outermost: on every answer
     app.add_middleware(HttpMetrics)  # outermost: counts every answer, 401/413/429 included
     app.include_router(health.router)
     app.include_router(metrics_routes.router)
@@ -74,6 +77,7 @@ def create_app(
     app.include_router(documents.router, prefix="/api/v1")
     app.include_router(analytics_routes.router, prefix="/api/v1")
     app.include_router(search.router, prefix="/api/v1")
+    app.include_router(admin.router, prefix="/api/v1")
     if mcp_host is not None:  # the MCP server (mcp_adapter), Streamable HTTP at /mcp
         from mcp_adapter.http import mount_mcp
 

@@ -53,7 +53,8 @@ async def command_context(  # noqa: PLR0917 - FastAPI reads the signature
         str | None, Header(max_length=2000, description="Why the change is made (audit)")
     ] = None,
     x_actor: Annotated[
-        str | None, Header(max_length=200, description="Who makes the change")
+        str | None,
+        Header(max_length=200, description="Who makes the change (only when auth is off)"),
     ] = None,
     expected_version: Annotated[
         int | None, Query(ge=0, description="Expected version; mismatch → 409")
@@ -66,8 +67,10 @@ async def command_context(  # noqa: PLR0917 - FastAPI reads the signature
             request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
         ).hexdigest()
         idempotency = IdempotencyRequest(idempotency_key, digest)
+    # The acting key is the actor; X-Actor is honoured only when auth is off (no key).
+    principal = getattr(request.state, "principal", None)
     return CommandContext(
-        actor=x_actor or "anonymous",
+        actor=principal.actor if principal and principal.id else x_actor or "anonymous",
         correlation_id=request.state.request_id,
         reason=x_reason,
         expected_version=_expected_version(if_match, expected_version),

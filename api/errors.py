@@ -100,7 +100,13 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
-    return envelope(request, 500, "internal_error", "an unexpected error occurred; see the logs")
+    message = "an unexpected error occurred; see the logs"
+    response = envelope(request, 500, "internal_error", message)
+    # Sent outside the middleware stack: the security headers are added here.
+    from api.security import SECURITY_HEADERS
+
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -11,6 +11,7 @@ import typer
 
 from cli import read_side
 from cli.dev import dev_app
+from cli.keys import keys_app
 from cli.mcp import mcp as mcp_server
 from cli.ops import ops_app
 from cli.relay import relay
@@ -144,6 +145,7 @@ app.command()(read_side.verify)
 app.command()(read_side.status)
 app.add_typer(read_side.dlq_app, name="dlq")
 app.add_typer(ops_app)  # backup, restore
+app.add_typer(keys_app, name="keys")
 app.add_typer(dev_app, name="dev", help="Development helpers: a Kafka broker (needs a checkout)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infra.api_keys import DDL as API_KEY_TABLES
 from infra.event_store import IDEMPOTENCY_TABLE, LedgerApplication
 from projections.analytics_tables import ANALYTICS as ANALYTICS_TABLES
 from projections.tables import ALL as READ_MODEL_TABLES
@@ -43,5 +44,5 @@ def migrate(app: LedgerApplication) -> None:
     with recorder.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
         # Concurrent first starts would race on CREATE TABLE; serialise them.
         curs.execute("SELECT pg_advisory_xact_lock(7362841)")
-        for statement in [*STATEMENTS, *READ_MODEL_TABLES, *ANALYTICS_TABLES]:
+        for statement in [*STATEMENTS, *READ_MODEL_TABLES, *ANALYTICS_TABLES, *API_KEY_TABLES]:
             curs.execute(statement)

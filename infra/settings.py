@@ -43,7 +43,17 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_EMBEDDING_DIMENSIONS": "an integer from 8 to 8192",
     "MCP_LEDGER_EMBEDDING_BATCH_SIZE": "an integer from 1 to 2048",
     "MCP_LEDGER_EMBEDDING_TIMEOUT": "seconds, a number above 0 and at most 600",
+    "MCP_LEDGER_AUTH": "on or off (default: off in the embedded mode, on with DATABASE_URL)",
+    "MCP_LEDGER_MCP_AUTH": "on or off (default: MCP_LEDGER_AUTH)",
+    "MCP_LEDGER_CORS_ORIGINS": "comma-separated origins, e.g. https://console.example.com",
+    "MCP_LEDGER_HTTPS": "on or off (on: clients reach the API over https; sends HSTS)",
+    "MCP_LEDGER_RATE_LIMIT": "on or off",
+    **{
+        f"MCP_LEDGER_RATE_LIMIT_{c}": "RATE/BURST (per second/bucket size), e.g. 20/100"
+        for c in ("READ", "WRITE", "SEARCH", "ADMIN", "MCP")
+    },
 }
+RATE_FORM = r"^\s*\d+(\.\d+)?\s*/\s*0*[1-9]\d*\s*$"
 
 
 class SettingsError(Exception):
@@ -94,6 +104,17 @@ class Settings(BaseSettings):
     embedding_dimensions: int | None = Field(default=None, ge=8, le=8192)
     embedding_batch_size: int = Field(default=32, ge=1, le=2048)
     embedding_timeout: float = Field(default=30.0, gt=0, le=600)
+    # Access control and limits (api/security.py). auth/mcp_auth unset: see auth_enabled.
+    auth: Literal["on", "off"] | None = None
+    mcp_auth: Literal["on", "off"] | None = None
+    cors_origins: str = ""
+    https: Literal["on", "off"] = "off"
+    rate_limit: Literal["on", "off"] = "on"
+    rate_limit_read: str = Field(default="50/200", pattern=RATE_FORM)
+    rate_limit_write: str = Field(default="10/50", pattern=RATE_FORM)
+    rate_limit_search: str = Field(default="10/40", pattern=RATE_FORM)
+    rate_limit_admin: str = Field(default="2/20", pattern=RATE_FORM)
+    rate_limit_mcp: str = Field(default="20/100", pattern=RATE_FORM)
 
     @field_validator("database_url")
     @classmethod
@@ -150,6 +171,15 @@ class Settings(BaseSettings):
             raise ValueError("not an http(s):// URL")
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in filter(None, (o.strip() for o in value.split(","))):
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(f"{origin!r} is not an origin like https://host[:port]")
+        return value
+
     @model_validator(mode="after")
     def _openai_needs_endpoint(self) -> Settings:
         endpoint = self.embedding_url and self.embedding_model
@@ -163,6 +193,24 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def auth_enabled(self) -> bool:
+        """API keys required: MCP_LEDGER_AUTH, by default off only in the embedded mode."""
+        return self.auth == "on" if self.auth else not self.embedded
+
+    @property
+    def mcp_auth_enabled(self) -> bool:
+        return self.mcp_auth == "on" if self.mcp_auth else self.auth_enabled
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    def rate_of(self, route_class: str) -> tuple[float, int]:
+        """(tokens per second, bucket size) of a route class: read, write, search, admin, mcp."""
+        rate, _, burst = str(getattr(self, f"rate_limit_{route_class}")).partition("/")
+        return float(rate), int(burst)
 
 
 UNPREFIXED = {

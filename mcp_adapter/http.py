@@ -25,9 +25,14 @@ def _http_app(server: LedgerServer, host: str, max_body_bytes: int) -> Starlette
 
 
 def standalone_app(container: Container, host: str) -> Starlette:
-    """Only the MCP server, at /mcp."""
+    """Only the MCP server, at /mcp (API keys, rate limits and headers as in the API)."""
+    from api.security import install_access_control, install_security_headers
+
     server = build_server(container)
-    return _http_app(server, host, container.settings.max_body_bytes)
+    app = _http_app(server, host, container.settings.max_body_bytes)
+    install_access_control(app, container)
+    install_security_headers(app, container.settings)
+    return app
 
 
 def mount_mcp(app: FastAPI, container: Container, host: str = "127.0.0.1") -> LedgerServer:

@@ -62,6 +62,10 @@ def settings(database_url: str, secret_key: str, tmp_path_factory: pytest.TempPa
         data_dir=tmp_path_factory.mktemp("data"),
         import_batch_size=50,
         read_feed="log",  # these read models are fed by the in-process follower
+        # Most tests call the API without keys; tests/integration/test_access_control.py builds
+        # its own app with auth and rate limits on.
+        auth="off",
+        rate_limit="off",
     )
 
 
@@ -132,6 +136,8 @@ class LiveServer:
             # would drain its outbox into another index.
             "MCP_LEDGER_VECTORS": "off",
             "MCP_LEDGER_DATA_DIR": str(log_path.parent / "data"),
+            "MCP_LEDGER_AUTH": "off",  # these tests call the API without keys
+            "MCP_LEDGER_RATE_LIMIT": "off",
         }
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None

@@ -58,6 +58,8 @@ class UpServer:
             "MCP_LEDGER_LOG_LEVEL": "warning",
             "MCP_LEDGER_READ_FEED": "log",
             "MCP_LEDGER_READ_WAIT_SECONDS": "2",
+            "MCP_LEDGER_AUTH": "off",  # keys on /mcp: tests/integration/test_access_control.py
+            "MCP_LEDGER_RATE_LIMIT": "off",
         }
         args = ["up", "--port", str(self.port), "--data-dir", str(data_dir)]
         with self.log.open("ab") as log:
