@@ -100,11 +100,15 @@ def start_search(container: Any, *, follow_log: bool) -> VectorIndexer | None:
     parts: SearchParts = container.search_parts()
     if parts.indexer is None or not runs_indexer(container.settings, follow_log=follow_log):
         return None
-    from projections.vector_index import IndexMismatch
+    from projections.vector_index import IndexMismatch, IndexOwnedElsewhere
 
     try:
         parts.indexer.prepare()
     except IndexMismatch as exc:
         log.error("vector_index_mismatch", error=str(exc))
         return None
+    except IndexOwnedElsewhere as exc:
+        # Not fatal: the owner may be stopping. The indexer retries, and takes over once the
+        # owner has released the index or its lease has run out.
+        log.error("vector_index_owned_elsewhere", error=str(exc))
     return parts.indexer

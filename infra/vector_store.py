@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -45,6 +46,10 @@ class EdgeVectorStore:
         self._lock_file.write(f"pid {os.getpid()}")
         self._lock_file.flush()
         self._shards: dict[str, Any] = {}
+        marker = root / "store-id"
+        if not marker.exists():
+            marker.write_text(str(uuid.uuid4()))
+        self.identity = f"edge:{marker.read_text().strip()}"
 
     def _shard(self, name: str) -> Any:
         shard = self._shards.get(name)
@@ -196,7 +201,9 @@ class QdrantServerStore:
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 10.0) -> None:
         from qdrant_client import QdrantClient
 
+        self.identity = f"qdrant:{url}"
         if url == ":memory:":  # qdrant-client's local mode: the same API, for tests
+            self.identity = f"qdrant:memory:{uuid.uuid4()}"
             self._client = QdrantClient(location=":memory:")
         else:
             self._client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
@@ -221,7 +228,8 @@ class QdrantServerStore:
             self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
 
     def drop_collection(self, name: str) -> None:
-        self._client.delete_collection(name)
+        if self._client.collection_exists(name):
+            self._client.delete_collection(name)
 
     def upsert(self, name: str, points: Sequence[VectorPoint]) -> None:
         from qdrant_client import models

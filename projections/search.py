@@ -14,7 +14,7 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 
 from projections.search_types import SearchHit, SearchRequest, SearchResult
-from projections.vector_index import active_generation, check_model
+from projections.vector_index import active_generation, check_model, check_owner, index_owner
 from projections.vector_ports import Embedder, VectorFilter, VectorStore
 
 log = structlog.get_logger("projections.search")
@@ -75,6 +75,7 @@ class Searcher:
         if generation is None:
             raise RuntimeError("the vector index has not been built yet")
         check_model(generation, self.embedder)
+        check_owner(index_owner(conn)[0], self.store)
         query = self.embedder.embed([req.q])[0].tolist()
         flt = _vector_filter(req)
         matches: list[_Match] = []

@@ -132,6 +132,10 @@ SEARCH = [
         created_at timestamptz NOT NULL DEFAULT now(),
         activated_at timestamptz
     )""",
+    # The store (process) that keeps the live index, and when it last said so: one indexer per
+    # database, so two embedded indexes never split the outbox between them.
+    "ALTER TABLE vector_indexes ADD COLUMN IF NOT EXISTS owner text",
+    "ALTER TABLE vector_indexes ADD COLUMN IF NOT EXISTS owner_seen_at timestamptz",
 ]
 
 HISTORY = [

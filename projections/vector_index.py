@@ -45,6 +45,14 @@ class IndexMismatch(Exception):
     """The live index was built with another model or dimension than this process embeds with."""
 
 
+class IndexOwnedElsewhere(Exception):
+    """Another store (process) keeps this database's live index and has said so recently."""
+
+
+OWNER_LEASE_SECONDS = 30.0  # an owner silent this long may be replaced
+HEARTBEAT_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class Generation:
     name: str
@@ -74,6 +82,25 @@ def active_generation(conn: Connection[Any]) -> Generation | None:
         "SELECT generation, model, dimension FROM vector_indexes WHERE status = 'active'"
     ).fetchone()
     return Generation(*_values(row, "generation", "model", "dimension")) if row else None
+
+
+def index_owner(conn: Connection[Any]) -> tuple[str | None, bool]:
+    """The store keeping the live index, and whether its lease has lapsed."""
+    row = conn.execute(
+        "SELECT owner, coalesce(owner_seen_at < now() - make_interval(secs => %s), true) "
+        "AS lapsed FROM vector_indexes WHERE status = 'active'",
+        (OWNER_LEASE_SECONDS,),
+    ).fetchone()
+    return _values(row, "owner", "lapsed") if row else (None, True)
+
+
+def check_owner(owner: str | None, store: VectorStore) -> None:
+    if owner is not None and owner != store.identity:
+        raise IndexOwnedElsewhere(
+            f"the vector index of this database is kept by another process ({owner}); this "
+            f"process's index ({store.identity}) would be stale. Run one serving process per "
+            "database with the embedded index, or share a Qdrant server (QDRANT_URL)"
+        )
 
 
 def _values(row: Any, *names: str) -> tuple[Any, ...]:
@@ -106,6 +133,7 @@ class VectorIndexer:
     def prepare(self) -> Generation:
         """Adopts the live generation (which must be this model's) or creates the first one;
         a missing or emptied store is refilled from `rm_search`."""
+        me = self.store.identity
         with self.connect() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (VECTOR_LOCK,))
             generation = active_generation(conn)
@@ -113,15 +141,27 @@ class VectorIndexer:
                 generation = new_generation(self.embedder)
                 conn.execute(
                     "INSERT INTO vector_indexes (generation, model, dimension, status, "
-                    "activated_at) VALUES (%s, %s, %s, 'active', now())",
-                    (generation.name, generation.model, generation.dimension),
+                    "activated_at, owner, owner_seen_at) "
+                    "VALUES (%s, %s, %s, 'active', now(), %s, now())",
+                    (generation.name, generation.model, generation.dimension, me),
                 )
             check_model(generation, self.embedder)
+            owner, lapsed = index_owner(conn)
+            if owner != me and not lapsed:
+                check_owner(owner, self.store)
+            # Taking over from another store: this one may hold an old copy, so every item is
+            # checked again (unchanged texts keep their vectors, nothing is re-embedded).
+            taken_over = owner is not None and owner != me
+            conn.execute(
+                "UPDATE vector_indexes SET owner = %s, owner_seen_at = now() "
+                "WHERE status = 'active'",
+                (me,),
+            )
             empty = True
             for kind in COLLECTIONS:
                 self.store.ensure_collection(generation.collection(kind), generation.dimension)
                 empty = empty and self.store.count(generation.collection(kind)) == 0
-            if empty:
+            if empty or taken_over:
                 _enqueue_all(conn)
         self.generation = generation
         return generation
@@ -143,8 +183,8 @@ class VectorIndexer:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (VECTOR_LOCK,))
 
     def _drain_batch(self, conn: Connection[Any], generation: Generation) -> int:
-        if active_generation(conn) != generation:
-            self.generation = None  # switched by a rebuild: adopt the new one next time
+        if active_generation(conn) != generation or index_owner(conn)[0] != self.store.identity:
+            self.generation = None  # switched by a rebuild, or taken over: prepare again
             return 0
         rows = conn.execute(
             "SELECT id, kind FROM vector_outbox ORDER BY position LIMIT %s", (self.batch_size,)
@@ -226,16 +266,43 @@ class VectorIndexer:
         return total
 
     def run(self, stop: threading.Event, idle_wait: float = 0.1) -> None:
-        """Drains the outbox until `stop` is set."""
-        while not stop.is_set():
-            try:
-                count = self.run_once()
-            except Exception as exc:  # keep going: the outbox keeps the work until it is done
-                log.error("vector_index_failed", error=f"{type(exc).__name__}: {exc}")
-                stop.wait(1.0)
-                continue
-            if count == 0:
-                stop.wait(idle_wait)
+        """Drains the outbox until `stop` is set, renewing this store's ownership of the index
+        as it goes; on the way out it gives the ownership up, so a successor need not wait."""
+        beat = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    if time.monotonic() - beat >= HEARTBEAT_SECONDS:
+                        self.heartbeat()
+                        beat = time.monotonic()
+                    count = self.run_once()
+                except Exception as exc:  # keep going: the outbox keeps the work until done
+                    log.error("vector_index_failed", error=f"{type(exc).__name__}: {exc}")
+                    stop.wait(5.0)
+                    continue
+                if count == 0:
+                    stop.wait(idle_wait)
+        finally:
+            self.release()
+
+    def heartbeat(self) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                "UPDATE vector_indexes SET owner_seen_at = now() "
+                "WHERE status = 'active' AND owner = %s",
+                (self.store.identity,),
+            )
+
+    def release(self) -> None:
+        try:
+            with self.connect() as conn:
+                conn.execute(
+                    "UPDATE vector_indexes SET owner_seen_at = NULL "
+                    "WHERE status = 'active' AND owner = %s",
+                    (self.store.identity,),
+                )
+        except Exception as exc:  # the lease then simply runs out
+            log.warning("vector_index_release_failed", error=f"{type(exc).__name__}: {exc}")
 
     # -- rebuild ----------------------------------------------------------------------------
 
@@ -286,9 +353,9 @@ class VectorIndexer:
             old = active_generation(conn)
             conn.execute("DELETE FROM vector_indexes WHERE status = 'active'")
             conn.execute(
-                "UPDATE vector_indexes SET status = 'active', activated_at = now() "
-                "WHERE generation = %s",
-                (generation.name,),
+                "UPDATE vector_indexes SET status = 'active', activated_at = now(), owner = %s, "
+                "owner_seen_at = now() WHERE generation = %s",
+                (self.store.identity, generation.name),
             )
         return old
 

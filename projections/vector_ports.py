@@ -61,6 +61,10 @@ class VectorFilter:
 
 
 class VectorStore(Protocol):
+    @property
+    def identity(self) -> str:
+        """Names this store: an embedded shard directory's id, or the server's URL."""
+
     def ensure_collection(self, name: str, dimension: int) -> None:
         """Creates it if missing; a collection of another dimension is an error."""
 

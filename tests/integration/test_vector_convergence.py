@@ -194,3 +194,46 @@ def test_the_index_converges_whatever_fails(world, ops) -> None:
 def _points_of(points: dict[str, Any], aggregate_ids: list[str]) -> set[str]:
     """The expected point ids of these aggregates (point ids derive from aggregate and chunk)."""
     return {point_id(a, c) for a in aggregate_ids for c in range(50)} & set(points)
+
+
+def test_one_store_keeps_the_index_of_a_database(world, tmp_path) -> None:
+    from infra.vector_store import EdgeVectorStore
+    from projections.search import Searcher
+    from projections.search_types import SearchRequest
+    from projections.vector_index import IndexOwnedElsewhere
+
+    container, parts = world
+    connect = container.read_side.connection
+    first = VectorIndexer(parts.store, parts.embedder, connect)
+    first.prepare()
+    first.catch_up()
+    other = EdgeVectorStore(tmp_path / "other")
+    second = VectorIndexer(other, parts.embedder, connect)
+    try:
+        with pytest.raises(IndexOwnedElsewhere, match="kept by another process"):
+            second.prepare()
+        with connect() as conn:
+            result = Searcher(parts.embedder, other).search(conn, SearchRequest(q="money"))
+        assert result.mode == "lexical"
+        assert "kept by another process" in result.warnings[0]
+
+        first.release()  # e.g. the owner stopped: the next one takes over at once
+        second.prepare()
+        second.catch_up()
+        want = expected_points(container)
+        for kind in ("tool", "document"):
+            collection = second.generation.collection(kind)  # type: ignore[union-attr]
+            assert other.count(collection) == len(want[kind])
+        with connect() as conn:
+            assert Searcher(parts.embedder, other).search(conn, SearchRequest(q="x")).warnings == []
+            assert (
+                "kept by another"
+                in Searcher(parts.embedder, parts.store)
+                .search(conn, SearchRequest(q="x"))
+                .warnings[0]
+            )
+    finally:
+        second.release()
+        other.close()
+        first.prepare()  # hand the index back to the module's store
+        first.catch_up()
