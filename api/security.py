@@ -249,7 +249,7 @@ def install_access_control(app: Any, container: Any) -> None:
     if not settings.auth_enabled:
         _warn_open(settings)
     verify_jwt = None
-    if getattr(settings, "oidc_jwks_url", None):
+    if settings.oidc_jwks_url:
         from api.oidc import JwtVerifier
 
         verify_jwt = JwtVerifier(settings).verify

@@ -52,8 +52,15 @@ EXPECTED_FORMS = {
         f"MCP_LEDGER_RATE_LIMIT_{c}": "RATE/BURST (per second/bucket size), e.g. 20/100"
         for c in ("READ", "WRITE", "SEARCH", "ADMIN", "MCP")
     },
+    "MCP_LEDGER_OIDC_JWKS_URL": "the identity provider's JWKS URL, http(s)://...",
+    "MCP_LEDGER_OIDC_ISSUER": "the tokens' iss claim, e.g. https://login.example.com/realms/x",
+    "MCP_LEDGER_OIDC_AUDIENCE": "the tokens' aud claim, e.g. mcp-ledger",
+    "MCP_LEDGER_OIDC_ROLE_CLAIM": "a claim name, dotted for nested ones (realm_access.roles)",
+    "MCP_LEDGER_OIDC_ROLES": "VALUE=ROLE[,VALUE=ROLE...] with ROLE viewer, editor or admin",
 }
 RATE_FORM = r"^\s*\d+(\.\d+)?\s*/\s*0*[1-9]\d*\s*$"
+_PAIR = r"\s*[^=,\s][^=,]*=\s*(viewer|editor|admin)\s*"
+ROLE_MAP_FORM = rf"^({_PAIR}(,{_PAIR})*)?$"
 
 
 class SettingsError(Exception):
@@ -115,6 +122,12 @@ class Settings(BaseSettings):
     rate_limit_search: str = Field(default="10/40", pattern=RATE_FORM)
     rate_limit_admin: str = Field(default="2/20", pattern=RATE_FORM)
     rate_limit_mcp: str = Field(default="20/100", pattern=RATE_FORM)
+    # Optional OIDC: bearer JWTs verified against the provider's JWKS (api/oidc.py).
+    oidc_jwks_url: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_role_claim: str = Field(default="roles", pattern=r"^[A-Za-z0-9_:/.-]{1,200}$")
+    oidc_roles: str = Field(default="", pattern=ROLE_MAP_FORM)
 
     @field_validator("database_url")
     @classmethod
@@ -159,7 +172,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{address.strip()!r} is not HOST:PORT")
         return value
 
-    @field_validator("qdrant_url", "embedding_url")
+    @field_validator("qdrant_url", "embedding_url", "oidc_jwks_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -206,6 +219,12 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def oidc_role_map(self) -> dict[str, str]:
+        """Claim value → role; empty: the claim's values are role names themselves."""
+        pairs = (p.partition("=") for p in self.oidc_roles.split(",") if p.strip())
+        return {value.strip(): role.strip() for value, _, role in pairs}
 
     def rate_of(self, route_class: str) -> tuple[float, int]:
         """(tokens per second, bucket size) of a route class: read, write, search, admin, mcp."""

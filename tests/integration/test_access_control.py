@@ -484,3 +484,103 @@ def test_auth_defaults_and_the_warning(container, capsys) -> None:  # type: igno
     assert "AUTHENTICATION IS OFF" in capsys.readouterr().err
     build_app(container, rate_limit="off")
     assert "AUTHENTICATION IS OFF" not in capsys.readouterr().err
+
+
+# --- OIDC (optional): JWTs verified against a local JWKS server ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def identity_provider() -> Iterator[dict[str, Any]]:
+    """An RSA signing key, its JWKS served over real HTTP, and a token minter."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = json.dumps({"keys": [{**public, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def mint(signer: Any = key, alg: str = "RS256", **claims: Any) -> str:
+        now = int(time.time())
+        body = {"iss": "https://idp.test", "aud": "mcp-ledger", "sub": "u-1", "iat": now,
+                "exp": now + 300, "preferred_username": "jane",
+                "realm_access": {"roles": ["ledger-editors"]}, **claims}  # fmt: skip
+        return jwt.encode(body, signer, algorithm=alg, headers={"kid": "k1"})
+
+    yield {"url": f"http://127.0.0.1:{server.server_port}/jwks.json", "mint": mint,
+           "other": other, "public_pem": key.public_key()}  # fmt: skip
+    server.shutdown()
+
+
+def hmac_token(token: str, secret: bytes) -> str:
+    """The token's claims re-signed with HS256 keyed by `secret` (PyJWT refuses to mint it)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
+    signing_input = f"{header}.{token.split('.')[1]}"
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def test_oidc_tokens_map_a_claim_to_roles(  # type: ignore[no-untyped-def]
+    container, identity_provider: dict[str, Any], tokens: dict[str, str]
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    mint = identity_provider["mint"]
+    app = build_app(
+        container, rate_limit="off", oidc_jwks_url=identity_provider["url"],
+        oidc_issuer="https://idp.test", oidc_audience="mcp-ledger",
+        oidc_role_claim="realm_access.roles",
+        oidc_roles="ledger-readers=viewer, ledger-editors=editor, ledger-admins=admin",
+    )  # fmt: skip
+    pem = identity_provider["public_pem"].public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with TestClient(app, raise_server_exceptions=False) as c:
+        editor = bearer(mint())
+        created = c.post("/api/v1/tools", json=tool_body(), headers=editor)
+        assert created.status_code == 201, created.text
+        events = c.get(f"/api/v1/tools/{created.json()['id']}/events", headers=editor).json()
+        assert events["items"][0]["actor"] == "oidc:u-1:jane"
+        reader = bearer(mint(realm_access={"roles": ["ledger-readers", "unrelated"]}))
+        assert c.get("/api/v1/tools", headers=reader).status_code == 200
+        assert c.post("/api/v1/tools", json=tool_body(), headers=reader).status_code == 403
+        admin = bearer(mint(realm_access={"roles": ["ledger-readers", "ledger-admins"]}))
+        assert c.get("/api/v1/admin/keys", headers=admin).status_code == 200
+        refused = {
+            "no role": mint(realm_access={"roles": ["unrelated"]}),
+            "expired": mint(exp=1_000_000_000),
+            "audience": mint(aud="someone-else"),
+            "issuer": mint(iss="https://evil.test"),
+            "signer": mint(signer=identity_provider["other"]),
+            "hmac with the public key": hmac_token(mint(), pem),
+            "garbage": "a.b.c",
+        }
+        for what, token in refused.items():
+            answer = c.get("/api/v1/tools", headers=bearer(token))
+            assert answer.status_code == 401, what
+        # API keys keep working beside OIDC.
+        assert c.get("/api/v1/tools", headers=bearer(tokens["viewer"])).status_code == 200
