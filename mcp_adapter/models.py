@@ -5,7 +5,7 @@ was read (in the same snapshot as the rows)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -271,14 +271,32 @@ class Changes(Answer):
         return [{"kind": c.kind, "id": c.id, "version": c.version} for c in self.items]
 
 
-class UsageStats(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class Latency(BaseModel):
+    p50: float | None = Field(description="Median latency, ms (null without calls)")
+    p95: float | None
+    mean: float | None
+    max: float | None
 
-    window: str
-    tool: str | None = None
-    stats: dict[str, Any] = Field(
-        description="calls, errors, latency p50/p95 (ms), top tools, as the analytics report them"
-    )
+
+class ToolUsage(BaseModel):
+    tool: str = Field(description="An MCP tool's name (or api.search)")
+    calls: int
+    errors: int
+    latency_ms: Latency
+
+
+class UsageStats(BaseModel):
+    window: Literal["1h", "24h", "7d"]
+    tool: str | None = Field(description="The MCP tool asked about, or null for all")
+    calls: int
+    errors: int
+    error_rate: float
+    latency_ms: Latency
+    top_tools: list[ToolUsage] = Field(description="Most called first")
+    window_start: str = Field(description="Start of the window (RFC 3339)")
+    window_end: str
+    granularity: str = Field(description="The analytics windows summed: 1m or 1h")
+    source: str = Field(description="Where the numbers were read: redis or postgres")
 
 
 class ErrorInfo(BaseModel):

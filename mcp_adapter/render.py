@@ -164,10 +164,23 @@ def changes(result: models.Changes) -> str:
     return "\n".join([*lines, "", _at(result.position)])
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} ms"
+
+
 def usage(stats: models.UsageStats) -> str:
     head = f"Usage over {stats.window}" + (f" of `{stats.tool}`" if stats.tool else "")
-    rows = [f"- {k}: {_cut(json.dumps(v, default=str), 300)}" for k, v in stats.stats.items()]
-    return "\n".join([head, *rows])
+    lat = stats.latency_ms
+    lines = [
+        f"{head}: {stats.calls} calls, {stats.errors} errors; p50 {_ms(lat.p50)}, "
+        f"p95 {_ms(lat.p95)} ({stats.source})"
+    ]
+    lines += [
+        f"- `{t.tool}`: {t.calls} calls, {t.errors} errors, p50 {_ms(t.latency_ms.p50)}, "
+        f"p95 {_ms(t.latency_ms.p95)}"
+        for t in stats.top_tools
+    ]
+    return "\n".join(lines)
 
 
 def error(info: models.ErrorInfo) -> str:

@@ -35,7 +35,7 @@ from infra.container import Container
 from infra.metrics import observe_mcp_call
 from infra.usage import UsageEvent, digest_arguments
 from mcp_adapter import models, reads, render
-from projections import queries
+from projections import analytics, queries
 from projections.search_types import SearchRequest
 
 SERVER_NAME = "mcp-ledger"
@@ -505,17 +505,14 @@ def usage_stats(
     """How the MCP tools are used over the last hour, day or week: calls, errors, p50/p95
     latency, top tools (from the usage analytics)."""
     c = _container(ctx)
-    try:
-        from projections import analytics  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return failure("usage_unavailable", "usage analytics are not available in this build")
-    redis = getattr(c, "redis", None)
     with c.read_side.connection() as conn:
-        stats = analytics.usage_stats(conn, redis, tool=slug, window=window)
-    data = stats if isinstance(stats, dict) else {"value": stats}
+        stats = analytics.usage_stats(conn, c.redis, tool=slug, window=window)
     model = models.UsageStats(
-        window=window, tool=slug, stats=json.loads(json.dumps(data, default=str))
-    )
+        window=window, tool=slug, calls=stats["calls"], errors=stats["errors"],
+        error_rate=stats["error_rate"], latency_ms=stats["latency_ms"],
+        top_tools=stats["top_tools"], window_start=stats["from"], window_end=stats["to"],
+        granularity=stats["granularity"], source=stats["source"],
+    )  # fmt: skip
     _note("ok")
     return _structured(model, render.usage(model))
 
