@@ -64,24 +64,26 @@ class Container:
     # Redis (REDIS_URL) for hot analytics reads; connects on first use, None without a URL.
     redis: RedisHandle = field(default_factory=lambda: RedisHandle(None))
     _keepalive: list[Any] = field(default_factory=list)
-    _search: SearchParts | None = None
+    # A box, not the parts themselves: copies made with dataclasses.replace (another settings
+    # object over the same resources) share the one vector index the process may open.
+    _search: dict[str, SearchParts] = field(default_factory=dict)
 
     def search_parts(self) -> SearchParts:
         """Search, built on first use: the model and the vector index are opened only by the
         processes that search or index."""
-        if self._search is None:
+        if "parts" not in self._search:
             from infra.search_wiring import build_search
 
-            self._search = build_search(self.settings, self.read_side.connection)
-        return self._search
+            self._search["parts"] = build_search(self.settings, self.read_side.connection)
+        return self._search["parts"]
 
     @property
     def searcher(self) -> Searcher:
         return self.search_parts().searcher
 
     def close(self) -> None:
-        if self._search is not None:
-            self._search.close()
+        if "parts" in self._search:
+            self._search.pop("parts").close()
         self.usage.close()
         self.redis.close()
         self.read_side.close()

@@ -268,7 +268,7 @@ class VectorIndexer:
     def run(self, stop: threading.Event, idle_wait: float = 0.1) -> None:
         """Drains the outbox until `stop` is set, renewing this store's ownership of the index
         as it goes; on the way out it gives the ownership up, so a successor need not wait."""
-        beat = 0.0
+        beat = told = 0.0
         try:
             while not stop.is_set():
                 try:
@@ -276,6 +276,12 @@ class VectorIndexer:
                         self.heartbeat()
                         beat = time.monotonic()
                     count = self.run_once()
+                except IndexOwnedElsewhere as exc:  # wait for the owner to stop or go silent
+                    if time.monotonic() - told >= 60:
+                        log.error("vector_index_owned_elsewhere", error=str(exc))
+                        told = time.monotonic()
+                    stop.wait(1.0)
+                    continue
                 except Exception as exc:  # keep going: the outbox keeps the work until done
                     log.error("vector_index_failed", error=f"{type(exc).__name__}: {exc}")
                     stop.wait(5.0)

@@ -62,6 +62,9 @@ def kafka_container(  # type: ignore[no-untyped-def]
         read_wait_seconds=60,  # the first reads may wait for the projector to join its group
         read_feed="kafka",
         kafka_topic_prefix=kafka_prefix,
+        auth="off",  # access control is tested in test_access_control.py
+        rate_limit="off",
+        vectors="off",  # the session app keeps the vector index
     )
     container = build_container(settings)
     yield container

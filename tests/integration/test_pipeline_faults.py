@@ -126,6 +126,9 @@ def rig(kafka_bootstrap: str, secret_key: str, tmp_path: Path) -> Iterator[Rig]:
             data_dir=tmp_path / "api-data",
             read_feed="kafka",
             kafka_topic_prefix=prefix,
+            auth="off",  # access control is tested in test_access_control.py
+            rate_limit="off",
+            vectors="off",  # the session app keeps the vector index
         )
         container = build_container(settings)  # the schema exists before the services start
         env = pipeline_env(database_url, secret_key, kafka_bootstrap, prefix, tmp_path, **FAULT_ENV)

@@ -63,6 +63,8 @@ def container(usage_db: str, redis_url: str, secret_key: str, tmp_path_factory):
         redis_url=redis_url,
         usage_sink="local",
         vectors="off",
+        auth="off",  # access control is tested in test_access_control.py
+        rate_limit="off",
     )
     c = build_container(settings)
     yield c

@@ -66,6 +66,8 @@ def container(  # type: ignore[no-untyped-def]
         redis_url=redis_url,
         usage_sink="auto",  # Kafka-fed read side → usage to Kafka
         vectors="off",
+        auth="off",  # access control is tested in test_access_control.py
+        rate_limit="off",
     )
     c = build_container(settings)
     yield c
