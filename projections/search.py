@@ -14,7 +14,7 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 
 from projections.search_types import SearchHit, SearchRequest, SearchResult
-from projections.vector_index import active_generation, check_model, check_owner, index_owner
+from projections.vector_index import check_model, check_owner, live_index
 from projections.vector_ports import Embedder, VectorFilter, VectorStore
 
 log = structlog.get_logger("projections.search")
@@ -71,11 +71,12 @@ class Searcher:
     def _vector(self, conn: Connection[Any], req: SearchRequest, wanted: int) -> list[_Match]:
         if self.embedder is None or self.store is None:
             raise RuntimeError(self.unavailable or "no vector index in this process")
-        generation = active_generation(conn)
-        if generation is None:
+        live = live_index(conn)
+        if live is None:
             raise RuntimeError("the vector index has not been built yet")
+        generation, owner = live
         check_model(generation, self.embedder)
-        check_owner(index_owner(conn)[0], self.store)
+        check_owner(owner, self.store)
         query = self.embedder.embed([req.q])[0].tolist()
         flt = _vector_filter(req)
         matches: list[_Match] = []

@@ -84,6 +84,17 @@ def active_generation(conn: Connection[Any]) -> Generation | None:
     return Generation(*_values(row, "generation", "model", "dimension")) if row else None
 
 
+def live_index(conn: Connection[Any]) -> tuple[Generation, str | None] | None:
+    """The live generation and the store keeping it, in one query (every search asks)."""
+    row = conn.execute(
+        "SELECT generation, model, dimension, owner FROM vector_indexes WHERE status = 'active'"
+    ).fetchone()
+    if row is None:
+        return None
+    name, model, dimension, owner = _values(row, "generation", "model", "dimension", "owner")
+    return Generation(name, model, dimension), owner
+
+
 def index_owner(conn: Connection[Any]) -> tuple[str | None, bool]:
     """The store keeping the live index, and whether its lease has lapsed."""
     row = conn.execute(
