@@ -863,6 +863,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="10,000 tools")
     p.add_argument("--tools", type=int, help="tools indexed (default 100,000; --quick 10,000)")
     p.add_argument("--queries", type=int, default=500, help="queries per measurement (500)")
+    p.add_argument(
+        "--embed-sample",
+        type=int,
+        metavar="N",
+        help="measure the embedder floor on the first N texts only (the indexer still embeds "
+        "all); the upsert floor then cycles their vectors",
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     args = p.parse_args(argv)
     args.tools = args.tools or (10_000 if args.quick else 100_000)
@@ -913,7 +920,10 @@ def main(argv: list[str] | None = None) -> int:
             embedder = container.search_parts().embedder
             assert embedder is not None
             meta["model"] = embedder.model
-            vectors = bench_embed_floor(report, embedder, [u["body"] for u in units])
+            sample = units[: args.embed_sample] if args.embed_sample else units
+            vectors = bench_embed_floor(report, embedder, [u["body"] for u in sample])
+            if len(sample) < len(units):  # the upsert floor reuses the sample's vectors
+                vectors = np.resize(vectors, (len(units), vectors.shape[1]))
             bench_upsert_floor(report, workdir / "raw-vectors", units, vectors)
             del vectors
             serial = 1 / (
