@@ -43,9 +43,7 @@ class CurrentState:
         write(cur, record.kind, state, record, created_at, gone_at)
 
     def reset(self, cur: Cursor[Any]) -> None:
-        cur.execute(
-            "TRUNCATE rm_tools, rm_datasets, rm_dataset_columns, rm_documents, rm_search"
-        )
+        cur.execute("TRUNCATE rm_tools, rm_datasets, rm_dataset_columns, rm_documents, rm_search")
 
 
 def write(  # noqa: PLR0917 - the writers' own arguments, plus the kind

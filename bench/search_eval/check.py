@@ -140,7 +140,9 @@ def check_tools(rows: list[tuple[int, dict]], problems: Problems) -> dict[str, d
         slug = tool["slug"]
         where = f"tools.jsonl:{lineno} ({slug})"
         if not (3 <= len(slug) <= 63 and SLUG_RE.fullmatch(slug)):
-            problems.add(where, "slug must be 3-63 chars of [a-z0-9-], not starting/ending with '-'")
+            problems.add(
+                where, "slug must be 3-63 chars of [a-z0-9-], not starting/ending with '-'"
+            )
         if "--" in slug:
             problems.add(where, "slug contains '--'")
         if slug in by_slug:
@@ -149,7 +151,9 @@ def check_tools(rows: list[tuple[int, dict]], problems: Problems) -> dict[str, d
         if not tool["name"].strip() or len(tool["name"]) > 200:
             problems.add(where, "name must be 1-200 characters")
         if not tool["description"].strip() or len(tool["description"]) > 300:
-            problems.add(where, f"description must be 1-300 characters (has {len(tool['description'])})")
+            problems.add(
+                where, f"description must be 1-300 characters (has {len(tool['description'])})"
+            )
         if not 1 <= sentence_count(tool["description"]) <= 2:
             problems.add(where, "description should be one or two sentences")
         n = sentence_count(tool["long_description"])
@@ -179,7 +183,9 @@ def check_tools(rows: list[tuple[int, dict]], problems: Problems) -> dict[str, d
     return by_slug
 
 
-def check_queries(rows: list[tuple[int, dict]], tools: dict[str, dict], problems: Problems) -> list[dict]:
+def check_queries(
+    rows: list[tuple[int, dict]], tools: dict[str, dict], problems: Problems
+) -> list[dict]:
     good: list[dict] = []
     seen: set[str] = set()
     for lineno, q in rows:
@@ -230,7 +236,8 @@ def main() -> int:
     if len(categories) < MIN_CATEGORIES:
         problems.add("tools.jsonl", f"{len(categories)} categories, need at least {MIN_CATEGORIES}")
 
-    print(f"tools:       {len(tools)}  (active {statuses.get('active', 0)}, draft {statuses.get('draft', 0)})")
+    active, draft = statuses.get("active", 0), statuses.get("draft", 0)
+    print(f"tools:       {len(tools)}  (active {active}, draft {draft})")
     print(f"categories:  {len(categories)}")
     for cat, n in sorted(categories.items()):
         print(f"    {cat:<20} {n}")
