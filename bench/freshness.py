@@ -182,6 +182,8 @@ def service_env(database_url: str, secret_key: str, data_dir: Path, **extra: str
         "DATABASE_URL": database_url,
         "MCP_LEDGER_SECRET_KEY": secret_key,
         "MCP_LEDGER_LOG_LEVEL": "warning",
+        "MCP_LEDGER_AUTH": "off",  # measured without key checks and rate limits
+        "MCP_LEDGER_RATE_LIMIT": "off",
         "MCP_LEDGER_DATA_DIR": str(data_dir),
         **extra,
     }

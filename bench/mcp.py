@@ -234,6 +234,8 @@ def main() -> None:
             "DATABASE_URL": url,
             "MCP_LEDGER_SECRET_KEY": secret,
             "MCP_LEDGER_LOG_LEVEL": "warning",
+            "MCP_LEDGER_AUTH": "off",  # measured without key checks and rate limits
+            "MCP_LEDGER_RATE_LIMIT": "off",
             "MCP_LEDGER_READ_FEED": "log",
         }
         log_path = Path(data_dir) / "up.log"

@@ -459,6 +459,8 @@ class ApiServer:
             "DATABASE_URL": database_url,
             "MCP_LEDGER_SECRET_KEY": secret_key,
             "MCP_LEDGER_LOG_LEVEL": "warning",
+            "MCP_LEDGER_AUTH": "off",  # measured without key checks and rate limits
+            "MCP_LEDGER_RATE_LIMIT": "off",
             "MCP_LEDGER_DATA_DIR": str(workdir / "data"),
             "MCP_LEDGER_IMPORT_BATCH_SIZE": str(IMPORT_BATCH),
         }
