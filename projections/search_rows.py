@@ -27,23 +27,48 @@ def _fields(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
             "category": None, "owner": None, "link_id": link.get("id")}  # fmt: skip
 
 
+# One round trip per item: upsert its units, drop chunks past the new count, and mark it for the
+# vector indexer. Item-level fields are parameters; only the chunks vary (unnest).
+_WRITE = """
+WITH units AS (
+    INSERT INTO rm_search (kind, id, chunk, slug, name, description, heading, body, status,
+        category, tags, owner, link_id, deleted, version, position)
+    SELECT %(kind)s, %(id)s, u.chunk, %(slug)s, %(name)s, %(description)s, u.heading, u.body,
+        %(status)s, %(category)s, %(tags)s, %(owner)s, %(link_id)s, %(deleted)s, %(version)s,
+        %(position)s
+    FROM unnest(%(chunks)s::int[], %(headings)s::text[], %(bodies)s::text[])
+        AS u (chunk, heading, body)
+    ON CONFLICT (kind, id, chunk) DO UPDATE SET slug = EXCLUDED.slug, name = EXCLUDED.name,
+        description = EXCLUDED.description, heading = EXCLUDED.heading, body = EXCLUDED.body,
+        status = EXCLUDED.status, category = EXCLUDED.category, tags = EXCLUDED.tags,
+        owner = EXCLUDED.owner, link_id = EXCLUDED.link_id, deleted = EXCLUDED.deleted,
+        version = EXCLUDED.version, position = EXCLUDED.position
+), stale AS (
+    DELETE FROM rm_search WHERE kind = %(kind)s AND id = %(id)s AND chunk >= %(count)s
+)
+INSERT INTO vector_outbox (id, kind, version, position)
+VALUES (%(id)s, %(kind)s, %(version)s, %(position)s)
+ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position"""
+
+
 def write_search_rows(
     cur: Cursor[Any], kind: str, state: Any, record: EventRecord, deleted: bool
 ) -> None:
     doc = {"slug": getattr(state, "slug", None), **state.fields()}
-    f = _fields(kind, doc)
     units = UNITS[kind](doc)
-    cur.execute("DELETE FROM rm_search WHERE kind = %s AND id = %s", (kind, state.id))
-    cur.executemany(
-        """INSERT INTO rm_search (kind, id, chunk, slug, name, description, heading, body, status,
-            category, tags, owner, link_id, deleted, version, position)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        [(kind, state.id, u.chunk, f["slug"], f["name"], f["description"], u.heading, u.text,
-          f["status"], f["category"], list(doc.get("tags") or []), f["owner"], f["link_id"],
-          deleted, state.aggregate_version, record.position) for u in units],
-    )  # fmt: skip
     cur.execute(
-        """INSERT INTO vector_outbox (id, kind, version, position) VALUES (%s, %s, %s, %s)
-        ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position""",
-        (state.id, kind, state.aggregate_version, record.position),
+        _WRITE,
+        {
+            **_fields(kind, doc),
+            "kind": kind,
+            "id": state.id,
+            "tags": list(doc.get("tags") or []),
+            "deleted": deleted,
+            "version": state.aggregate_version,
+            "position": record.position,
+            "chunks": [u.chunk for u in units],
+            "headings": [u.heading for u in units],
+            "bodies": [u.text for u in units],
+            "count": len(units),
+        },
     )
