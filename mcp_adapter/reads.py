@@ -1,5 +1,6 @@
-"""Read-model queries the MCP tools need beyond projections.queries, and the mapping of query
-rows into the tools' answer models. Everything here reads the read models only."""
+"""The read-model query the MCP tools need beyond projections.queries (the change feed), and
+the mapping of query rows into the tools' answer models. Everything here reads the read models
+only."""
 
 from __future__ import annotations
 
@@ -11,26 +12,6 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 
 from mcp_adapter import models
-from projections import queries
-
-
-def list_tools(
-    conn: Connection[Any],
-    listing: queries.Listing,
-    *,
-    category: str | None = None,
-    status: str | None = None,
-    include_deprecated: bool = False,
-) -> dict[str, Any]:
-    """projections.queries.list_tools, plus: without a status filter, deprecated tools are left
-    out unless asked for (agents should not pick a deprecated tool by default)."""
-    if status is not None or include_deprecated:
-        return queries.list_tools(conn, listing, category=category, status=status)
-    where, params = queries._shared_filters(listing)
-    queries._equal(where, params, "category", category)
-    where.append("t.status <> 'deprecated'")
-    return queries._page(conn, queries.TABLES["tool"], listing, where, params)
-
 
 CHANGES = """SELECT h.position, h.kind, h.aggregate_id AS id, h.version, h.event_type,
     h.occurred_at, h.actor, h.reason,

@@ -318,7 +318,7 @@ def list_tools(  # noqa: PLR0917 - the tool's arguments
     listing = queries.Listing(cursor=cursor, limit=limit, tags=(tag,) if tag else ())
 
     def build(conn: Connection[Any], position: int) -> models.ToolPage:
-        page = reads.list_tools(
+        page = queries.list_tools(
             conn,
             listing,
             category=category,

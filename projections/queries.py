@@ -197,10 +197,14 @@ def list_tools(
     *,
     category: str | None = None,
     status: str | None = None,
+    include_deprecated: bool = True,
 ) -> dict[str, Any]:
+    """`include_deprecated=False` leaves deprecated tools out unless a status is asked for."""
     where, params = _shared_filters(listing)
     _equal(where, params, "category", category)
     _equal(where, params, "status", status)
+    if status is None and not include_deprecated:
+        where.append("t.status <> 'deprecated'")
     return _page(conn, TABLES["tool"], listing, where, params)
 
 
