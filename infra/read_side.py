@@ -18,6 +18,7 @@ from projections.history import History
 from projections.positions import applied_position
 from projections.records import EventRecord
 from projections.runner import Runner
+from projections.vector_index import active_generation
 
 # Sealed values are stored as {"$sealed": ...}: without these bytes nothing needs redacting.
 SEALED_MARKER = b'"$sealed"'
@@ -118,16 +119,14 @@ class ReadSide:
 
 def _vector_status(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     """The live vector index generation and the changes still waiting to be indexed."""
-    live = conn.execute(
-        "SELECT generation, model, dimension FROM vector_indexes WHERE status = 'active'"
-    ).fetchone()
+    live = active_generation(conn)
     pending = conn.execute(
         "SELECT count(*) AS n, min(position) AS oldest FROM vector_outbox"
     ).fetchone()
     return {
-        "generation": live["generation"] if live else None,
-        "model": live["model"] if live else None,
-        "dimension": live["dimension"] if live else None,
+        "generation": live.name if live else None,
+        "model": live.model if live else None,
+        "dimension": live.dimension if live else None,
         "pending": pending["n"] if pending else 0,
         "oldest_pending_position": pending["oldest"] if pending else None,
     }

@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 from psycopg import Connection
+from psycopg.rows import dict_row
 
 from projections.vector_ports import Embedder, VectorPoint, VectorStore
 
@@ -78,31 +79,30 @@ def text_hash(text: str) -> str:
 
 
 def active_generation(conn: Connection[Any]) -> Generation | None:
-    row = conn.execute(
-        "SELECT generation, model, dimension FROM vector_indexes WHERE status = 'active'"
-    ).fetchone()
-    return Generation(*_values(row, "generation", "model", "dimension")) if row else None
+    live = live_index(conn)
+    return live[0] if live else None
 
 
 def live_index(conn: Connection[Any]) -> tuple[Generation, str | None] | None:
     """The live generation and the store keeping it, in one query (every search asks)."""
-    row = conn.execute(
-        "SELECT generation, model, dimension, owner FROM vector_indexes WHERE status = 'active'"
-    ).fetchone()
+    row = _one(
+        conn,
+        "SELECT generation, model, dimension, owner FROM vector_indexes WHERE status = 'active'",
+    )
     if row is None:
         return None
-    name, model, dimension, owner = _values(row, "generation", "model", "dimension", "owner")
-    return Generation(name, model, dimension), owner
+    return Generation(row["generation"], row["model"], row["dimension"]), row["owner"]
 
 
 def index_owner(conn: Connection[Any]) -> tuple[str | None, bool]:
     """The store keeping the live index, and whether its lease has lapsed."""
-    row = conn.execute(
+    row = _one(
+        conn,
         "SELECT owner, coalesce(owner_seen_at < now() - make_interval(secs => %s), true) "
         "AS lapsed FROM vector_indexes WHERE status = 'active'",
         (OWNER_LEASE_SECONDS,),
-    ).fetchone()
-    return _values(row, "owner", "lapsed") if row else (None, True)
+    )
+    return (row["owner"], row["lapsed"]) if row else (None, True)
 
 
 def check_owner(owner: str | None, store: VectorStore) -> None:
@@ -114,8 +114,14 @@ def check_owner(owner: str | None, store: VectorStore) -> None:
         )
 
 
-def _values(row: Any, *names: str) -> tuple[Any, ...]:
-    return tuple(row[n] for n in names) if isinstance(row, dict) else tuple(row)
+def _one(conn: Connection[Any], sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, params).fetchone()
+
+
+def _all(conn: Connection[Any], sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, params).fetchall()
 
 
 def check_model(generation: Generation, embedder: Embedder) -> None:
@@ -185,8 +191,8 @@ class VectorIndexer:
         after each batch so a rebuild can take it between batches."""
         generation = self.generation or self.prepare()
         with self.connect() as conn:
-            locked = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (VECTOR_LOCK,))
-            if not _values(locked.fetchone(), "ok")[0]:
+            locked = _one(conn, "SELECT pg_try_advisory_lock(%s) AS ok", (VECTOR_LOCK,))
+            if not (locked and locked["ok"]):
                 return 0  # a rebuild is running, or another indexer
             try:
                 return self._drain_batch(conn, generation)
@@ -194,16 +200,18 @@ class VectorIndexer:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (VECTOR_LOCK,))
 
     def _drain_batch(self, conn: Connection[Any], generation: Generation) -> int:
-        if active_generation(conn) != generation or index_owner(conn)[0] != self.store.identity:
+        if live_index(conn) != (generation, self.store.identity):
             self.generation = None  # switched by a rebuild, or taken over: prepare again
             return 0
-        rows = conn.execute(
-            "SELECT id, kind FROM vector_outbox ORDER BY position LIMIT %s", (self.batch_size,)
-        ).fetchall()
+        rows = _all(
+            conn,
+            "SELECT id, kind FROM vector_outbox ORDER BY position LIMIT %s",
+            (self.batch_size,),
+        )
         if not rows:
             return 0
-        units = _units(conn, [_values(r, "id")[0] for r in rows])
-        versions = self.index(generation, units, {_values(r, "id", "kind") for r in rows})
+        units = _units(conn, [r["id"] for r in rows])
+        versions = self.index(generation, units, {(r["id"], r["kind"]) for r in rows})
         # Only the versions indexed: a newer change that arrived meanwhile stays queued.
         conn.execute(
             "DELETE FROM vector_outbox o USING unnest(%s::uuid[], %s::int[]) AS d(id, v) "
@@ -354,9 +362,8 @@ class VectorIndexer:
                 "VALUES (%s, %s, %s, 'building')",
                 (generation.name, generation.model, generation.dimension),
             )
-            total = _values(
-                conn.execute("SELECT count(DISTINCT id) AS n FROM rm_search").fetchone(), "n"
-            )[0]
+            counted = _one(conn, "SELECT count(DISTINCT id) AS n FROM rm_search")
+            total = int(counted["n"]) if counted else 0
         done = 0
         for units in _all_items(self.connect, self.batch_size):
             items = {(u["id"], u["kind"]) for u in units}
@@ -376,25 +383,21 @@ class VectorIndexer:
             )
         return old
 
-    # -- status -----------------------------------------------------------------------------
-
-    def caught_up(self, conn: Connection[Any], position: int) -> bool:
-        return vectors_caught_up(conn, position)
-
 
 def vectors_caught_up(conn: Connection[Any], position: int) -> bool:
     """Whether every change up to `position` that the current state has applied is indexed."""
-    row = conn.execute(
+    row = _one(
+        conn,
         "SELECT NOT EXISTS (SELECT 1 FROM vector_outbox WHERE position <= %s) AS done",
         (position,),
-    ).fetchone()
-    return bool(_values(row, "done")[0])
+    )
+    return bool(row and row["done"])
 
 
 def live_units(conn: Connection[Any]) -> int:
     """How many points a complete index holds: the units of items not deleted."""
-    row = conn.execute("SELECT count(*) AS n FROM rm_search WHERE NOT deleted").fetchone()
-    return int(_values(row, "n")[0])
+    row = _one(conn, "SELECT count(*) AS n FROM rm_search WHERE NOT deleted")
+    return int(row["n"]) if row else 0
 
 
 def _payload(unit: dict[str, Any], digest: str) -> dict[str, Any]:
@@ -415,19 +418,11 @@ def _payload(unit: dict[str, Any], digest: str) -> dict[str, Any]:
 
 
 def _units(conn: Connection[Any], ids: Sequence[Any]) -> list[dict[str, Any]]:
-    cur = conn.execute(
+    return _all(
+        conn,
         f"SELECT {UNIT_COLUMNS} FROM rm_search WHERE id = ANY(%s) ORDER BY id, chunk",  # noqa: S608
         (list(ids),),
     )
-    return _dicts(cur)
-
-
-def _dicts(cur: Any) -> list[dict[str, Any]]:
-    rows = cur.fetchall()
-    if rows and not isinstance(rows[0], dict):
-        names = [d.name for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in rows]
-    return list(rows)
 
 
 def _all_items(connect: Connect, batch: int) -> Iterator[list[dict[str, Any]]]:
@@ -435,11 +430,12 @@ def _all_items(connect: Connect, batch: int) -> Iterator[list[dict[str, Any]]]:
     after = uuid.UUID(int=0)
     while True:
         with connect() as conn:
-            cur = conn.execute(
+            rows = _all(
+                conn,
                 "SELECT DISTINCT id FROM rm_search WHERE id > %s ORDER BY id LIMIT %s",
                 (after, batch),
             )
-            ids = [r["id"] if isinstance(r, dict) else r[0] for r in cur.fetchall()]
+            ids = [r["id"] for r in rows]
             if not ids:
                 return
             after = ids[-1]
