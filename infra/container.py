@@ -64,26 +64,29 @@ class Container:
     # Redis (REDIS_URL) for hot analytics reads; connects on first use, None without a URL.
     redis: RedisHandle = field(default_factory=lambda: RedisHandle(None))
     _keepalive: list[Any] = field(default_factory=list)
-    # A box, not the parts themselves: copies made with dataclasses.replace (another settings
-    # object over the same resources) share the one vector index the process may open.
-    _search: dict[str, SearchParts] = field(default_factory=dict)
+    # Shared by copies made with dataclasses.replace (another settings object over the same
+    # resources), keyed by the settings search is built from: copies that agree share the one
+    # vector index a process may open; a copy with other search settings gets its own parts.
+    _search: dict[tuple[Any, ...], SearchParts] = field(default_factory=dict)
 
     def search_parts(self) -> SearchParts:
         """Search, built on first use: the model and the vector index are opened only by the
         processes that search or index."""
-        if "parts" not in self._search:
+        s = self.settings
+        key = (s.vectors, s.qdrant_url, s.data_dir, s.embedding_provider, s.embedding_model)
+        if key not in self._search:
             from infra.search_wiring import build_search
 
-            self._search["parts"] = build_search(self.settings, self.read_side.connection)
-        return self._search["parts"]
+            self._search[key] = build_search(s, self.read_side.connection)
+        return self._search[key]
 
     @property
     def searcher(self) -> Searcher:
         return self.search_parts().searcher
 
     def close(self) -> None:
-        if "parts" in self._search:
-            self._search.pop("parts").close()
+        while self._search:
+            self._search.popitem()[1].close()
         self.usage.close()
         self.redis.close()
         self.read_side.close()
