@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Cont
 from api.errors import ApiError
+from api.routes.common import NO_NUL
 from api.security import require
 from infra.api_keys import KeyError_, Principal, key_store
 
@@ -92,7 +93,8 @@ class RetryOut(BaseModel):
 async def retry_dead_letters(
     c: Cont,
     projection: Annotated[
-        str | None, Query(max_length=100, description="Only this projection's dead letters")
+        str | None,
+        Query(max_length=100, pattern=NO_NUL, description="Only this projection's dead letters"),
     ] = None,
 ) -> dict[str, Any]:
     """Re-applies dead-lettered events (and those parked behind them) in order, as
