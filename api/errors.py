@@ -15,6 +15,7 @@ from commands.errors import (
     IdempotencyKeyReused,
     NotFound,
     SlugTaken,
+    StoreUnavailable,
     VersionConflict,
 )
 from domain.errors import IllegalTransition, InvalidInput
@@ -79,6 +80,10 @@ async def _command(request: Request, exc: Exception) -> JSONResponse:
     status = 409
     if isinstance(exc, NotFound):
         status = 404
+    elif isinstance(exc, StoreUnavailable):
+        response = envelope(request, 503, exc.code, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     elif isinstance(exc, VersionConflict) and request.headers.get("if-match"):
         return envelope(request, 412, "precondition_failed", exc.message)
     elif isinstance(exc, SlugTaken | IdempotencyKeyReused | VersionConflict):

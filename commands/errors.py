@@ -65,3 +65,24 @@ class IdempotencyRace(CommandError):
     """Another request with the same Idempotency-Key committed first."""
 
     code = "idempotency_race"
+
+
+class StoreUnavailable(CommandError):
+    """The event store could not take the append now; nothing of it was stored. Safe to retry
+    (with the same Idempotency-Key, a retry can never apply twice)."""
+
+    code = "store_unavailable"
+    retry_after = 1
+
+
+class StoreBusy(StoreUnavailable):
+    """Another append held the events table longer than the lock wait allows."""
+
+    code = "store_busy"
+
+
+class AppendTimedOut(StoreUnavailable):
+    """The append could not finish within its bound; its session was ended, which rolled it
+    back and released the events table for the other writers."""
+
+    code = "append_timeout"

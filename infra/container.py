@@ -30,14 +30,15 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def eventsourcing_env(database_url: str, pool_size: int) -> dict[str, str]:
+def eventsourcing_env(
+    database_url: str, pool_size: int, append_timeout: float = 30.0
+) -> dict[str, str]:
     """Translates a postgresql:// URL into the eventsourcing library's settings."""
     parts = urlsplit(database_url)
     query = parse_qs(parts.query)
     host = query.get("host", [parts.hostname or "localhost"])[0]
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "APPLICATION_RECORDER_TOPIC": "infra.event_store:LedgerRecorder",
+        "PERSISTENCE_MODULE": "infra.event_store:LedgerFactory",
         "POSTGRES_DBNAME": parts.path.lstrip("/"),
         "POSTGRES_HOST": host,
         "POSTGRES_PORT": str(parts.port or 5432),
@@ -48,6 +49,7 @@ def eventsourcing_env(database_url: str, pool_size: int) -> dict[str, str]:
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "CREATE_TABLE": "n",
+        "APPEND_TIMEOUT": str(append_timeout),
     }
 
 
@@ -123,7 +125,9 @@ def build_container(settings: Settings, *, run_migrations: bool = True) -> Conta
                 "MCP_LEDGER_SECRET_KEY: missing; required with DATABASE_URL, expected a Fernet key"
             )
         master_key = embedded_master_key(settings.data_dir)
-    app = LedgerApplication(env=eventsourcing_env(database_url, settings.db_pool_size))
+    app = LedgerApplication(
+        env=eventsourcing_env(database_url, settings.db_pool_size, settings.append_timeout)
+    )
     if run_migrations:
         migrate(app)
     store = PostgresEventStore(app)

@@ -3,29 +3,46 @@ transcoder and the Idempotency-Key row written in the same transaction as the ev
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import orjson
 import psycopg
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError, StoredEvent, Transcoder
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    StoredEvent,
+    Transcoder,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from commands.errors import AppendConflict, IdempotencyRace
+from commands.errors import (
+    AppendConflict,
+    AppendTimedOut,
+    IdempotencyRace,
+    StoreBusy,
+    StoreUnavailable,
+)
 from commands.ports import Appended, IdempotencyRequest
 from commands.ports import StoredEvent as PositionedEvent
 from domain.events import DomainEvent
+from infra.append_watchdog import AppendWatchdog
 from infra.metrics import count_appended
 
 EVENTS_TABLE = "ledger_events"
 IDEMPOTENCY_TABLE = "ledger_idempotency"
 IDEMPOTENCY_PKEY = f"{IDEMPOTENCY_TABLE}_pkey"
+# How long one append may hold the events table before its session is ended.
+DEFAULT_APPEND_TIMEOUT = 30.0
+CONNECT_ATTEMPTS = 3
 
 
 class LedgerTranscoder(Transcoder):
@@ -57,33 +74,189 @@ class LedgerTranscoder(Transcoder):
 
 
 class LedgerRecorder(PostgresApplicationRecorder):
-    """Adds the idempotency record to the events' transaction, so a retried command either
-    finds the first result or appends; never both, never twice."""
+    """Appends without psycopg's pipeline mode, within a bounded time, and with the
+    idempotency record in the events' transaction (a retried command either finds the first
+    result or appends; never both, never twice).
 
-    def _fetch_ids_after_insert_events(
+    Why not the library's pipelined insert: psycopg 3.3's `Pipeline.sync()` stops sending once
+    its command queue is empty even when libpq still holds unsent bytes, then waits to read.
+    A batch larger than the socket's send buffer (~208 KB on a unix socket, which is how the
+    embedded Postgres is reached; TCP buffers grow to MBs, hiding it) leaves the client waiting
+    for results and the server waiting for the rest of the query (`ClientRead`), for ever,
+    inside the transaction that holds the events table. Outside pipeline mode psycopg flushes
+    every query completely before it reads."""
+
+    def __init__(
         self,
-        curs: psycopg.Cursor[DictRow],
-        stored_events: Sequence[StoredEvent],
-        **kwargs: Any,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        append_timeout: float = DEFAULT_APPEND_TIMEOUT,
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.append_timeout = append_timeout
+        self.watchdog = AppendWatchdog(self._terminate_backend)
+        self._limits_sql: dict[bool, str] = {}
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        request: IdempotencyRequest | None = kwargs.get("idempotency")
-        if request is not None and ids is not None:
-            results = [
-                {"id": str(e.originator_id), "version": e.originator_version, "position": i}
-                for e, i in zip(stored_events, ids, strict=True)
-            ]
-            curs.execute(
-                f"INSERT INTO {IDEMPOTENCY_TABLE} (key, request_hash, results) "  # noqa: S608
-                "VALUES (%s, %s, %s) RETURNING key",
-                (request.key, request.request_hash, Jsonb(results)),
-            )
-            curs.fetchone()  # forces the pipeline to sync, so a duplicate key raises here
+        if not stored_events:
+            return []
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                return self._append_once(stored_events, kwargs.get("idempotency"))
+            except _StaleConnection as exc:
+                # Nothing was sent but BEGIN (e.g. a pooled connection the server closed
+                # after a restart): safe to try again on another connection.
+                if attempt == CONNECT_ATTEMPTS:
+                    raise StoreUnavailable(
+                        f"the event store is unreachable ({exc.__cause__}); nothing was stored"
+                    ) from exc
+        return None  # not reached
+
+    def _append_once(
+        self, stored_events: Sequence[StoredEvent], idempotency: IdempotencyRequest | None
+    ) -> list[int]:
+        with self.datastore.get_connection() as conn:
+            ticket = None
+            try:
+                with self.watchdog.guard(conn.info.backend_pid, self.append_timeout) as ticket:
+                    return self._insert(conn, stored_events, idempotency)
+            except psycopg.Error as exc:
+                raise self._translate(exc, ticket is not None and ticket.fired) from exc
+            finally:
+                if ticket is not None and ticket.fired:
+                    conn.close()  # its session is being ended: never back into the pool
+
+    def _insert(
+        self,
+        conn: psycopg.Connection[DictRow],
+        stored_events: Sequence[StoredEvent],
+        idempotency: IdempotencyRequest | None,
+    ) -> list[int]:
+        rows = [
+            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
+            for e in stored_events
+        ]
+        with conn.cursor() as curs:
+            try:
+                # One round trip: begin, the limits, the table lock, the wake-up for tailers.
+                curs.execute(self._begin_sql(conn))
+            except psycopg.OperationalError as exc:
+                if not conn.broken:
+                    raise
+                # The first round trip never commits, so trying again can never store twice.
+                raise _StaleConnection() from exc
+            try:
+                curs.execute(self.insert_events_statement, (rows,))
+                ids = [row["notification_id"] for row in curs.fetchall()]
+                if idempotency is not None:
+                    _record_idempotency(curs, idempotency, stored_events, ids)
+                curs.execute("COMMIT")
+            except BaseException:
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.rollback()
+                raise
         return ids
+
+    def _begin_sql(self, conn: psycopg.Connection[DictRow]) -> str:
+        # transaction_timeout (PostgreSQL 17+) lets the server itself end a stalled writer,
+        # even one stuck mid-message; older servers rely on the watchdog alone.
+        has_tx_timeout = conn.info.server_version >= 170000
+        if has_tx_timeout not in self._limits_sql:
+            ms = int(self.append_timeout * 1000)
+            limits = [
+                f"SET LOCAL lock_timeout = '{int(self.datastore.lock_timeout) * 1000 or ms}ms'",
+                f"SET LOCAL statement_timeout = '{ms}ms'",
+                f"SET LOCAL idle_in_transaction_session_timeout = '{ms}ms'",
+            ]
+            if has_tx_timeout:
+                limits.append(f"SET LOCAL transaction_timeout = '{ms}ms'")
+            table = f'"{self.datastore.schema}"."{self.events_table_name}"'
+            self._limits_sql[has_tx_timeout] = "; ".join(
+                [
+                    "BEGIN",
+                    *limits,
+                    f"LOCK TABLE {table} IN EXCLUSIVE MODE",
+                    f'NOTIFY "{self.channel_name}"',
+                ]
+            )
+        return self._limits_sql[has_tx_timeout]
+
+    def _translate(self, exc: psycopg.Error, fired: bool) -> Exception:
+        if isinstance(exc, psycopg.IntegrityError):
+            return IntegrityError(str(exc))  # the store maps it to a conflict by constraint
+        if isinstance(exc, psycopg.errors.LockNotAvailable):
+            return StoreBusy(
+                "another append held the event store longer than the lock wait "
+                f"({self.datastore.lock_timeout} s); nothing was stored, retry shortly"
+            )
+        timed_out = (
+            psycopg.errors.QueryCanceled,
+            psycopg.errors.TransactionTimeout,
+            psycopg.errors.IdleInTransactionSessionTimeout,
+        )
+        if fired or isinstance(exc, timed_out):
+            return AppendTimedOut(
+                f"the append did not finish within {self.append_timeout:g} s and was rolled "
+                "back; nothing was stored"
+            )
+        return StoreUnavailable(f"the event store connection failed during an append ({exc})")
+
+    def _terminate_backend(self, backend_pid: int) -> None:
+        pool = self.datastore.pool
+        kwargs = {**cast(dict[str, Any], pool.kwargs), "connect_timeout": 5, "autocommit": True}
+        with psycopg.connect(cast(str, pool.conninfo), **kwargs) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))
+
+
+class _StaleConnection(Exception):
+    """The connection failed before the append's transaction began."""
+
+
+def _record_idempotency(
+    curs: psycopg.Cursor[DictRow],
+    request: IdempotencyRequest,
+    stored_events: Sequence[StoredEvent],
+    ids: Sequence[int],
+) -> None:
+    results = [
+        {"id": str(e.originator_id), "version": e.originator_version, "position": i}
+        for e, i in zip(stored_events, ids, strict=True)
+    ]
+    curs.execute(
+        f"INSERT INTO {IDEMPOTENCY_TABLE} (key, request_hash, results) "  # noqa: S608
+        "VALUES (%s, %s, %s)",
+        (request.key, request.request_hash, Jsonb(results)),
+    )
+
+
+class LedgerFactory(PostgresFactory):
+    """The library's Postgres factory, building our recorder with its append bound."""
+
+    APPEND_TIMEOUT = "APPEND_TIMEOUT"
+
+    def application_recorder(self) -> ApplicationRecorder:
+        prefix = self.env.name.lower() or "stored"
+        timeout = float(self.env.get(self.APPEND_TIMEOUT) or DEFAULT_APPEND_TIMEOUT)
+        recorder = LedgerRecorder(
+            self.datastore, events_table_name=f"{prefix}_events", append_timeout=timeout
+        )
+        if self.env_create_table():
+            recorder.create_table()
+        return recorder
 
 
 class LedgerApplication(Application[UUID]):
     name = "Ledger"  # tables are named ledger_*
+
+    def close(self) -> None:
+        recorder = self.recorder
+        if isinstance(recorder, LedgerRecorder):
+            recorder.watchdog.close()
+        super().close()
 
     def construct_transcoder(self) -> Transcoder:
         return LedgerTranscoder()

@@ -4,9 +4,11 @@ database on the server named by MCP_LEDGER_TEST_DATABASE_URL (scripts/test provi
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,10 +37,42 @@ def _with_db(url: str, dbname: str) -> str:
     return urlunsplit(parts._replace(path="/" + dbname))
 
 
+BACKENDS = ("server", "embedded")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that use Postgres run on the server (Debian's PostgreSQL, over TCP); modules
+    marked `backends("server", "embedded")` also run on the embedded Postgres exactly as
+    `mcp-ledger up` starts it (pgserver's PostgreSQL over its unix socket)."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    backends = marker.args if marker else ("server",)
+    assert set(backends) <= set(BACKENDS), backends
+    metafunc.parametrize("database_url", backends, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh, empty database for this test session; dropped afterwards."""
-    server = _server_url()
+def embedded_postgres() -> Iterator[str]:
+    """The quick start's Postgres: started by the same function `mcp-ledger up` uses."""
+    from infra.embedded_db import start_embedded_postgres
+
+    # pgserver runs postgres as its own user, which must reach the data folder (pytest's
+    # temporary folders are private to root).
+    folder = Path(tempfile.mkdtemp(prefix="mcp-ledger-embedded-"))
+    folder.chmod(0o755)
+    url, handle = start_embedded_postgres(folder)
+    yield url
+    handle._cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database for this test session and backend; dropped afterwards."""
+    backend = getattr(request, "param", "server")
+    embedded = backend == "embedded"
+    server = request.getfixturevalue("embedded_postgres") if embedded else _server_url()
     name = f"ledger_t_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

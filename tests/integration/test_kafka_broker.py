@@ -9,7 +9,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import pytest
-
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 PARTITIONS = 4
