@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import LiveServer, tool_body
 from tests.ledger_sql import REGISTERED, SLUG_CLAIMED, connect, count_topic_with_slug, rows_of
 
+pytestmark = pytest.mark.backends("server", "embedded")
+
 THREADS = 16
 
 

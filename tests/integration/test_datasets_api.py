@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import tool_body
 
+pytestmark = pytest.mark.backends("server", "embedded")
+
 API = "/api/v1/datasets"
 
 

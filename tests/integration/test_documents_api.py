@@ -10,6 +10,8 @@ import pytest
 from tests.conftest import tool_body
 from tests.integration.test_datasets_api import assert_error, dataset_body
 
+pytestmark = pytest.mark.backends("server", "embedded")
+
 API = "/api/v1/documents"
 
 

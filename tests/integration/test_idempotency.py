@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import LiveServer, tool_body
 from tests.ledger_sql import REGISTERED, connect, count_topic_with_slug, event_count, rows_of
 
+pytestmark = pytest.mark.backends("server", "embedded")
+
 
 @pytest.fixture(scope="module")
 def db(database_url: str):  # type: ignore[no-untyped-def]

@@ -16,6 +16,8 @@ import yaml
 from tests.conftest import ROOT, tool_body
 from tests.ledger_sql import connect, registrations_by_slug
 
+pytestmark = pytest.mark.backends("server", "embedded")
+
 BATCH = 50  # import_batch_size of the test settings
 
 

@@ -27,6 +27,8 @@ from mcp.shared.exceptions import MCPError
 
 from tests.conftest import ROOT, free_port, tool_body
 
+pytestmark = pytest.mark.backends("server", "embedded")
+
 T = TypeVar("T")
 TOOLS = {
     "search_tools",

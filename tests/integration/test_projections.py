@@ -7,6 +7,8 @@ import pytest
 from infra.read_side import ReadSide
 from tests.conftest import tool_body
 
+pytestmark = pytest.mark.backends("server", "embedded")
+
 
 @pytest.fixture(scope="module")
 def read_side(container):  # type: ignore[no-untyped-def]

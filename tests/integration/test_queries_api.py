@@ -27,6 +27,8 @@ from tests.conftest import tool_body
 from tests.integration.test_datasets_api import assert_error, dataset_body
 from tests.integration.test_documents_api import doc_body
 
+pytestmark = pytest.mark.backends("server", "embedded")
+
 TOOLS, DATASETS, DOCUMENTS = "/api/v1/tools", "/api/v1/datasets", "/api/v1/documents"
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import tool_body
 
+pytestmark = pytest.mark.backends("server", "embedded")
+
 SEARCH = "/api/v1/search"
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import tool_body
 
+pytestmark = pytest.mark.backends("server", "embedded")
+
 
 def test_register_then_read_back(client) -> None:
     body = tool_body()

@@ -6,8 +6,11 @@ import threading
 import uuid
 
 import psycopg
+import pytest
 
 from tests.conftest import tool_body
+
+pytestmark = pytest.mark.backends("server", "embedded")
 
 
 def test_nul_character_is_refused_with_the_field_named(client) -> None:
