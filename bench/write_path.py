@@ -41,7 +41,7 @@ from commands.inputs import RegisterTool
 from domain.events import DomainEvent, EventMeta, stamp
 from infra.container import build_container, eventsourcing_env
 from infra.event_store import EVENTS_TABLE, LedgerApplication
-from infra.schema import migrate
+from infra.schema import ensure_schema
 from infra.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -388,7 +388,7 @@ def bench_es_append(
     # Built the way infra/container.py builds it.
     app = LedgerApplication(env=eventsourcing_env(url, max(CONCURRENCY)))
     try:
-        migrate(app)
+        ensure_schema(url, auto_migrate=True)
 
         def make_worker(_: int) -> Worker:
             def step(record: Record) -> None:

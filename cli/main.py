@@ -114,11 +114,48 @@ def api(
 
 
 @app.command()
-def migrate() -> None:
-    """Create the event store's tables and the project's own (safe to run again)."""
-    container = _container(_settings())
-    container.close()
-    typer.echo("migrated")
+def migrate(
+    to: Annotated[
+        str, typer.Option(help="Target revision: an id, head (the default) or base")
+    ] = "head",
+    show: Annotated[
+        bool, typer.Option("--status", help="Show the revisions and the database's, then exit")
+    ] = False,
+) -> None:
+    """Upgrade the database schema to the newest revision (or to --to REV, downgrading where
+    the revisions allow it). Each run is one transaction: a failure leaves the schema as it
+    was. Safe to run again."""
+    from infra.schema import SchemaError, current_revision, migrate_to, revisions
+
+    settings = _settings()
+    url, close = _database_url(settings)
+    try:
+        if show:
+            current = current_revision(url)
+            for r in revisions():
+                mark = "*" if r.id == current else " "
+                typer.echo(f"{mark} {r.id}  {r.doc.splitlines()[0] if r.doc else ''}")
+            typer.echo(f"database: {current or 'none (empty, or made before versioning)'}")
+            return
+        try:
+            before, after = migrate_to(url, to)
+        except SchemaError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        moved = "unchanged" if before == after else f"{before or 'none'} -> {after or 'base'}"
+        typer.echo(f"migrated: {moved} (at {after or 'base'})")
+    finally:
+        close()
+
+
+def _database_url(settings: Settings):  # type: ignore[no-untyped-def]
+    """DATABASE_URL, or the embedded server's (started for as long as the command runs)."""
+    if settings.database_url is not None:
+        return settings.database_url, lambda: None
+    from infra.embedded_db import start_embedded_postgres
+
+    url, server = start_embedded_postgres(settings.data_dir)
+    return url, server._cleanup
 
 
 @app.command("import")

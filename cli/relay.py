@@ -50,7 +50,11 @@ def relay(
     from infra.relay import build_relay
 
     settings = _settings()
-    relay_, close = build_relay(settings)
+    try:
+        relay_, close = build_relay(settings)
+    except SettingsError as exc:  # e.g. a schema this release cannot run against
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     port = metrics_port or settings.metrics_port
     stop_metrics = (
         serve_metrics(port, process_registry(RelayCollector(relay_))) if port else lambda: None

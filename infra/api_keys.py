@@ -31,17 +31,6 @@ TABLE = "ledger_api_keys"
 # than the request).
 TOUCH_EVERY_SECONDS = 60.0
 
-DDL = [
-    f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-        id text PRIMARY KEY,
-        name text NOT NULL,
-        role text NOT NULL CHECK (role IN ('viewer', 'editor', 'admin')),
-        secret_sha256 bytea NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        revoked_at timestamptz,
-        last_used_at timestamptz
-    )"""
-]
 
 log = structlog.get_logger("api_keys")
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]

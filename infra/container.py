@@ -15,7 +15,7 @@ from commands.ports import CommandDeps
 from infra.event_store import LedgerApplication, PostgresEventStore, PostgresIdempotencyStore
 from infra.read_side import ReadSide
 from infra.redis_client import RedisHandle
-from infra.schema import migrate
+from infra.schema import ensure_schema
 from infra.secrets import FernetSealer, embedded_master_key
 from infra.settings import Settings, SettingsError
 from infra.usage import UsageEmitter
@@ -109,7 +109,7 @@ def fast_json_dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def build_container(settings: Settings, *, run_migrations: bool = True) -> Container:
+def build_container(settings: Settings) -> Container:
     set_json_dumps(fast_json_dumps)
     keepalive: list[Any] = []
     database_url = settings.database_url
@@ -118,6 +118,12 @@ def build_container(settings: Settings, *, run_migrations: bool = True) -> Conta
 
         database_url, server = start_embedded_postgres(settings.data_dir)
         keepalive.append(server)
+    try:
+        ensure_schema(database_url, auto_migrate=settings.auto_migrate)
+    except SettingsError:
+        for handle in keepalive:
+            handle._cleanup()
+        raise
     master_key = settings.secret_key
     if master_key is None:
         if not settings.embedded:
@@ -128,8 +134,6 @@ def build_container(settings: Settings, *, run_migrations: bool = True) -> Conta
     app = LedgerApplication(
         env=eventsourcing_env(database_url, settings.db_pool_size, settings.append_timeout)
     )
-    if run_migrations:
-        migrate(app)
     store = PostgresEventStore(app)
     sealer = FernetSealer(store.datastore, master_key)
     deps = CommandDeps(

@@ -135,6 +135,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         idempotency: IdempotencyRequest | None,
     ) -> list[int]:
+        if self.stored_event_type_name not in self.datastore.psycopg_python_types:
+            self.datastore.register_type_adapters()  # the type is created by the migrations
         rows = [
             self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
             for e in stored_events

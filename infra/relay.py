@@ -28,13 +28,14 @@ from infra.event_store import LedgerApplication
 from infra.kafka_topics import TopicSpec, ensure_topics
 from infra.metrics import RELAY_DEAD_LETTERS, observe_relay_batch
 from infra.settings import Settings
+from projections import advisory_locks
 from projections.records import EventRecord
 
 log = structlog.get_logger("relay")
 
 CHECKPOINTS = "relay_checkpoints"
 PARTITIONS = "relay_partitions"
-LOCK_CLASS = 7362842  # first half of the advisory lock key; the second is hashtext(name)
+LOCK_CLASS = advisory_locks.RELAY_CLASS
 _WAIT_SLICE = 0.2  # seconds: how quickly a waiting relay notices stop()
 
 # (topic, partition) -> (last store position published there, its Kafka offset)
@@ -321,7 +322,7 @@ class Relay:
 def build_relay(settings: Settings) -> tuple[Relay, Callable[[], None]]:
     """The relay and a close function; needs no secret key (it only reads redacted records)."""
     from infra.container import eventsourcing_env
-    from infra.schema import migrate
+    from infra.schema import ensure_schema
 
     config = RelayConfig.from_settings(settings)
     closers: list[Callable[[], None]] = []
@@ -331,9 +332,14 @@ def build_relay(settings: Settings) -> tuple[Relay, Callable[[], None]]:
 
         database_url, server = start_embedded_postgres(settings.data_dir)
         closers.append(server._cleanup)
+    try:
+        ensure_schema(database_url, auto_migrate=settings.auto_migrate)
+    except Exception:
+        for closer in closers:
+            closer()
+        raise
     app = LedgerApplication(env=eventsourcing_env(database_url, 2))
     closers.insert(0, app.close)
-    migrate(app)
 
     def close() -> None:
         for closer in closers:

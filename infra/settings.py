@@ -20,6 +20,7 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_DB_POOL_SIZE": "an integer from 1 to 100",
     "MCP_LEDGER_IMPORT_BATCH_SIZE": "an integer from 1 to 10000",
     "MCP_LEDGER_APPEND_TIMEOUT": "seconds, a number from 1 to 600",
+    "MCP_LEDGER_AUTO_MIGRATE": "true or false",
     "MCP_LEDGER_MAX_BODY_BYTES": "an integer number of bytes",
     "MCP_LEDGER_READ_WAIT_SECONDS": "seconds, a number from 0 to 300",
     "MCP_LEDGER_READ_FEED": "auto, log or kafka",
@@ -81,6 +82,8 @@ class Settings(BaseSettings):
     # How long one append may hold the events table before its session is ended (a stalled
     # writer must never freeze the others behind the table lock).
     append_timeout: float = Field(default=30.0, ge=1, le=600)
+    # Processes upgrade an older schema at start; off: they refuse and ask for `migrate`.
+    auto_migrate: bool = True
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
     # How long a read with `min_position` waits for the projections before answering 503.
     read_wait_seconds: float = Field(default=5.0, ge=0, le=300)

@@ -17,6 +17,7 @@ import structlog
 from psycopg import Connection, Cursor
 from psycopg.types.json import Jsonb
 
+from projections import advisory_locks
 from projections.records import EventRecord, record_from_json, record_to_json
 
 log = structlog.get_logger("projections")
@@ -24,7 +25,7 @@ log = structlog.get_logger("projections")
 # Reads the events of one aggregate from the store: (aggregate, after_version, before_version).
 EventSource = Callable[[UUID, int, int], list[EventRecord]]
 DeadLetterHook = Callable[[str, EventRecord, str], None]
-PROJECTION_LOCK = 7362842  # advisory lock: appliers share it, a rebuild takes it exclusively
+PROJECTION_LOCK = advisory_locks.PROJECTIONS
 
 
 class Projection(Protocol):

@@ -29,13 +29,14 @@ import structlog
 from psycopg import Connection
 from psycopg.rows import dict_row
 
+from projections import advisory_locks
 from projections.vector_ports import Embedder, VectorPoint, VectorStore
 
 log = structlog.get_logger("projections.vectors")
 
 Connect = Callable[[], AbstractContextManager[Connection[Any]]]
 COLLECTIONS = {"tool": "tools", "document": "document_chunks", "dataset": "datasets"}
-VECTOR_LOCK = 7362843  # one indexer (or the final step of a rebuild) at a time
+VECTOR_LOCK = advisory_locks.VECTOR_INDEX
 UNIT_COLUMNS = (
     "kind, id, chunk, slug, name, heading, body, status, category, tags, owner, link_id, "
     "deleted, version, position"

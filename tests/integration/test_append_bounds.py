@@ -18,7 +18,7 @@ from commands.errors import AppendTimedOut, StoreUnavailable
 from commands.ports import IdempotencyRequest
 from infra.container import eventsourcing_env
 from infra.event_store import LedgerApplication, LedgerRecorder
-from infra.schema import migrate
+from infra.schema import ensure_schema
 
 pytestmark = pytest.mark.backends("server", "embedded")
 
@@ -56,7 +56,7 @@ def session_state(database_url: str, pid: int) -> tuple[str, str] | None:
 def app(database_url: str, container: Any) -> Iterator[LedgerApplication]:
     env = eventsourcing_env(database_url, 4, append_timeout=APPEND_TIMEOUT)
     application = LedgerApplication(env=env)
-    migrate(application)
+    ensure_schema(database_url, auto_migrate=True)
     yield application
     application.close()
 

@@ -578,7 +578,7 @@ def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_stream_goes_on(
     from eventsourcing.persistence import StoredEvent
 
     from infra.container import eventsourcing_env
-    from infra.schema import migrate
+    from infra.schema import ensure_schema
     from tests.conftest import _server_url, _with_db
 
     name = f"ledger_relay_{uuid.uuid4().hex[:8]}"
@@ -588,7 +588,7 @@ def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_stream_goes_on(
     url = _with_db(server, name)
     try:
         app = LedgerApplication(env=eventsourcing_env(url, 2))
-        migrate(app)
+        ensure_schema(url, auto_migrate=True)
         poison = uuid.uuid4()
         app.recorder.insert_events(
             [StoredEvent(poison, 1, "domain.tool:ToolVanished", b"{}")]  # no such class

@@ -121,7 +121,7 @@ def test_migrate_is_safe_to_run_again(database_url: str, secret_key: str, contai
         ((), ["api", "up", "migrate", "import"]),
         (("up",), ["--host", "--port", "--data-dir"]),
         (("api",), ["--host", "--port", "DATABASE_URL"]),
-        (("migrate",), ["Create the event store"]),
+        (("migrate",), ["Upgrade the database schema", "--to", "--status"]),
         (("import",), ["FILE", "--batch-size", "--actor"]),
     ],
 )

@@ -1,11 +1,83 @@
-"""Read-model tables and the projections' own bookkeeping. Created idempotently at start.
+"""The schema of release 0.1.0: the event store, the project's own tables, the read models.
 
-Documents (`doc`, `snapshot`, `patch`) are `json`, not `jsonb`: jsonb reorders object keys and
-rewrites numbers, and a tool's input schema must come back exactly as it was registered."""
+Written with IF NOT EXISTS, so a database created by 0.1.0 (before migrations were versioned)
+upgrades in place with every row kept. Frozen: later changes are later revisions.
+
+Read-model documents (`doc`, `snapshot`, `patch`) are `json`, not `jsonb`: jsonb reorders object
+keys and rewrites numbers, and a tool's input schema must come back exactly as registered.
+Usage analytics: `usage_stats` holds one row per tumbling window ('1m' or '1h'), tool and client
+(exact sum/min/max plus fixed log-spaced bucket counts, so rows add up into longer spans);
+`usage_seen` the ids of usage events already counted (dedupe, pruned after the late limit);
+`usage_meta` the database's Redis cache namespace, so a fresh database never reads another's
+cached windows.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-12-03
+"""
 
 from __future__ import annotations
 
-CURRENT_STATE = [
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+# The event store, as eventsourcing 9.5's Postgres recorder creates it (ledger_ prefix).
+EVENT_STORE = [
+    """CREATE TABLE IF NOT EXISTS ledger_events (
+        originator_id uuid NOT NULL,
+        originator_version bigint NOT NULL,
+        topic text,
+        state bytea,
+        notification_id bigserial,
+        PRIMARY KEY (originator_id, originator_version)
+    ) WITH (
+        autovacuum_enabled = true,
+        autovacuum_vacuum_threshold = 100000000,
+        autovacuum_vacuum_scale_factor = 0.5,
+        autovacuum_analyze_threshold = 1000,
+        autovacuum_analyze_scale_factor = 0.01
+    )""",
+    """DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                       WHERE t.typname = 'stored_event_uuid' AND n.nspname = 'public') THEN
+            CREATE TYPE stored_event_uuid AS (
+                originator_id uuid, originator_version bigint, topic text, state bytea
+            );
+        END IF;
+    END $$""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS ledger_events_notification_id_idx
+        ON ledger_events (notification_id ASC)""",
+]
+
+STATEMENTS = [
+    """CREATE TABLE IF NOT EXISTS ledger_idempotency (
+        key text PRIMARY KEY,
+        request_hash text NOT NULL,
+        results jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger_data_keys (
+        aggregate_id uuid PRIMARY KEY,
+        wrapped_key bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """CREATE TABLE IF NOT EXISTS relay_checkpoints (
+        name text PRIMARY KEY,
+        position bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """CREATE TABLE IF NOT EXISTS relay_partitions (
+        topic text NOT NULL,
+        partition integer NOT NULL,
+        position bigint NOT NULL,
+        kafka_offset bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (topic, partition)
+    )""",
     """CREATE TABLE IF NOT EXISTS rm_tools (
         id uuid PRIMARY KEY,
         slug text NOT NULL UNIQUE,
@@ -86,11 +158,6 @@ CURRENT_STATE = [
     "CREATE INDEX IF NOT EXISTS rm_documents_link ON rm_documents (link_id)",
     "CREATE INDEX IF NOT EXISTS rm_documents_updated ON rm_documents (updated_at, id)",
     "CREATE INDEX IF NOT EXISTS rm_documents_search ON rm_documents USING gin (search)",
-]
-
-# What search reads: one row per searchable unit (a tool, a dataset, a document chunk), written
-# with the current state; and the vector index's outbox of items whose vectors are out of date.
-SEARCH = [
     """CREATE TABLE IF NOT EXISTS rm_search (
         kind text NOT NULL,
         id uuid NOT NULL,
@@ -123,7 +190,6 @@ SEARCH = [
         position bigint NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS vector_outbox_position ON vector_outbox (position)",
-    # Which vector index generation (model and dimension) is live, and which is being built.
     """CREATE TABLE IF NOT EXISTS vector_indexes (
         generation text PRIMARY KEY,
         model text NOT NULL,
@@ -132,13 +198,8 @@ SEARCH = [
         created_at timestamptz NOT NULL DEFAULT now(),
         activated_at timestamptz
     )""",
-    # The store (process) that keeps the live index, and when it last said so: one indexer per
-    # database, so two embedded indexes never split the outbox between them.
     "ALTER TABLE vector_indexes ADD COLUMN IF NOT EXISTS owner text",
     "ALTER TABLE vector_indexes ADD COLUMN IF NOT EXISTS owner_seen_at timestamptz",
-]
-
-HISTORY = [
     """CREATE TABLE IF NOT EXISTS rm_history (
         aggregate_id uuid NOT NULL,
         version int NOT NULL,
@@ -155,17 +216,12 @@ HISTORY = [
         PRIMARY KEY (aggregate_id, version)
     )""",
     "CREATE INDEX IF NOT EXISTS rm_history_position ON rm_history (position)",
-]
-
-BOOKKEEPING = [
-    # The version each projection has applied per aggregate: the exactly-once guard.
     """CREATE TABLE IF NOT EXISTS projection_versions (
         projection text NOT NULL,
         aggregate_id uuid NOT NULL,
         version int NOT NULL,
         PRIMARY KEY (projection, aggregate_id)
     )""",
-    # How far each projection has read each source ('log', or 'topic:partition' under Kafka).
     """CREATE TABLE IF NOT EXISTS projection_checkpoints (
         projection text NOT NULL,
         source text NOT NULL,
@@ -173,7 +229,6 @@ BOOKKEEPING = [
         updated_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (projection, source)
     )""",
-    # Poison events and the events of the same aggregate parked behind them.
     """CREATE TABLE IF NOT EXISTS projection_dead_letters (
         id bigserial PRIMARY KEY,
         projection text NOT NULL,
@@ -189,6 +244,49 @@ BOOKKEEPING = [
     )""",
     """CREATE INDEX IF NOT EXISTS projection_dead_letters_open
         ON projection_dead_letters (projection, aggregate_id) WHERE status <> 'resolved'""",
+    """CREATE TABLE IF NOT EXISTS usage_stats (
+        window_size text NOT NULL CHECK (window_size IN ('1m', '1h')),
+        window_start timestamptz NOT NULL,
+        tool text NOT NULL,
+        client text NOT NULL,
+        calls bigint NOT NULL,
+        errors bigint NOT NULL,
+        latency_sum_ms double precision NOT NULL,
+        latency_min_ms double precision NOT NULL,
+        latency_max_ms double precision NOT NULL,
+        buckets bigint[] NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (window_size, window_start, tool, client)
+    )""",
+    "CREATE INDEX IF NOT EXISTS usage_stats_tool ON usage_stats (window_size, tool, window_start)",
+    """CREATE TABLE IF NOT EXISTS usage_seen (
+        id text PRIMARY KEY,
+        occurred_at timestamptz NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS usage_seen_occurred ON usage_seen (occurred_at)",
+    """CREATE TABLE IF NOT EXISTS usage_meta (
+        key text PRIMARY KEY,
+        value text NOT NULL
+    )""",
+    """INSERT INTO usage_meta (key, value)
+        VALUES ('cache_namespace', gen_random_uuid()::text) ON CONFLICT DO NOTHING""",
+    """CREATE TABLE IF NOT EXISTS ledger_api_keys (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        role text NOT NULL CHECK (role IN ('viewer', 'editor', 'admin')),
+        secret_sha256 bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        revoked_at timestamptz,
+        last_used_at timestamptz
+    )""",
 ]
 
-ALL = [*CURRENT_STATE, *SEARCH, *HISTORY, *BOOKKEEPING]
+
+def upgrade() -> None:
+    for statement in [*EVENT_STORE, *STATEMENTS]:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    # Dropping the event store would destroy the registry's only source of truth.
+    raise NotImplementedError("0001 is the baseline: there is nothing to downgrade to")
