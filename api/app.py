@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -16,7 +17,7 @@ from api.routes import analytics as analytics_routes
 from api.routes import metrics as metrics_routes
 from api.security import install_access_control, install_security_headers
 from infra.container import Container
-from infra.metrics import ReadSideCollector, UsageCollector, process_registry
+from infra.metrics import ReadSideCollector, UsageCollector, process_registry, serve_metrics
 from infra.search_wiring import start_search
 
 DESCRIPTION = """
@@ -53,7 +54,9 @@ def create_app(
             workers.append(threading.Thread(target=indexer.run, args=(stop,), name="vectors"))
         for worker in workers:
             worker.start()
+        stop_metrics = _serve_metrics_apart(container, app.state.metrics)
         yield
+        stop_metrics()
         stop.set()
         for worker in workers:
             worker.join(timeout=10)
@@ -70,7 +73,8 @@ def create_app(
     install_security_headers(app, container.settings)  # outermost: on every answer
     app.add_middleware(HttpMetrics)  # outermost: counts every answer, 401/413/429 included
     app.include_router(health.router)
-    app.include_router(metrics_routes.router)
+    if container.settings.api_metrics_port is None:
+        app.include_router(metrics_routes.router)
     app.include_router(tools.batch_router, prefix="/api/v1")
     app.include_router(tools.router, prefix="/api/v1")
     app.include_router(datasets.router, prefix="/api/v1")
@@ -83,3 +87,11 @@ def create_app(
 
         mount_mcp(app, container, mcp_host)
     return app
+
+
+def _serve_metrics_apart(container: Container, registry: Any) -> Callable[[], None]:
+    """With MCP_LEDGER_API_METRICS_PORT, /metrics is served there (and not on the API's port)."""
+    port = container.settings.api_metrics_port
+    if port is None:
+        return lambda: None
+    return serve_metrics(port, registry)

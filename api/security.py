@@ -1,7 +1,9 @@
 """Access control and hygiene for every HTTP answer: API keys (Authorization: Bearer), roles per
 route class, rate limits per key and class, a CORS allowlist and security headers.
 
-Deny by default: every path needs a key except the health probes, /metrics and the API docs.
+Deny by default: every path needs a key except the health probes, the API docs and /metrics
+(which needs one too with MCP_LEDGER_METRICS_AUTH). Failed authentications are limited per
+client address; X-Forwarded-For names the client only from MCP_LEDGER_TRUSTED_PROXIES.
     viewer  GET/HEAD on /api/v1 (queries, search, analytics) and the MCP endpoint /mcp
     editor  also every other method on /api/v1 (the commands)
     admin   also /api/v1/admin/* (keys, status, dead letters)
@@ -19,9 +21,10 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from infra.api_keys import ANONYMOUS, PREFIX, ApiKeys, Principal, Role, key_store, parse
-from infra.rate_limit import Decision, RateLimiter
+from infra.rate_limit import Decision, LocalBuckets, RateLimiter
 from infra.redis_client import RedisHandle
 from infra.settings import Settings
 
@@ -50,8 +53,10 @@ CORS_HEADERS = [
 CORS_EXPOSED = ["ETag", "X-Ledger-Position", "X-Request-ID", "Retry-After", "Mcp-Session-Id"]
 
 
-def classify(method: str, path: str) -> tuple[str, Role] | None:
+def classify(method: str, path: str, metrics_auth: bool = False) -> tuple[str, Role] | None:
     """(route class, least role) of a request, or None for an open path."""
+    if path == "/metrics" and metrics_auth:
+        return "read", "viewer"
     if path in OPEN_PATHS or path.startswith("/health/"):
         return None
     if path == MCP_PATH or path.startswith(MCP_PATH + "/"):
@@ -85,20 +90,23 @@ class Guard:
         app: ASGIApp,
         settings: Settings,
         keys: ApiKeys,
+        *,
         limiter: RateLimiter | None,
         verify_jwt: Callable[[str], Principal | None] | None = None,
+        failures: FailedAuthentications | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.keys = keys
         self.limiter = limiter
         self.verify_jwt = verify_jwt
+        self.failures = failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = classify(scope["method"], scope["path"])
+        route = classify(scope["method"], scope["path"], self.settings.metrics_auth)
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -106,22 +114,28 @@ class Guard:
         required = (
             self.settings.mcp_auth_enabled if route_class == "mcp" else self.settings.auth_enabled
         )
+        ip = _client_ip(scope)
         token = _bearer(scope) if required else None
+        if required and self.failures is not None:
+            blocked = await run_in_threadpool(self.failures.blocked, ip)
+            if blocked is not None:
+                await _too_many_failures(scope, send, blocked)
+                return
         if required and not token:
             what = "malformed" if token == "" else "missing"
             log.info("auth_failed", reason=f"{what} Authorization header", path=scope["path"])
+            await self._failed(ip)
             await _deny(scope, send, 401, "unauthorized", _NEED_KEY, _CHALLENGE)
             return
         if token is None and self.limiter is None:  # nothing to look up: stay on the loop
             principal: Principal | None = ANONYMOUS
             decision = None
         else:
-            principal, decision = await run_in_threadpool(
-                self._admit, token, route_class, _client_ip(scope)
-            )
+            principal, decision = await run_in_threadpool(self._admit, token, route_class, ip)
         if principal is None:
             parsed = parse(token or "")
             log.info("auth_failed", reason="invalid key", key_id=parsed and parsed[0])
+            await self._failed(ip)
             await _deny(scope, send, 401, "invalid_credentials", _BAD_KEY, _INVALID_TOKEN)
             return
         if not principal.allows(needed):
@@ -134,6 +148,10 @@ class Guard:
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+    async def _failed(self, ip: str) -> None:
+        if self.failures is not None:
+            await run_in_threadpool(self.failures.record, ip)
 
     def _admit(
         self, token: str | None, route_class: str, ip: str
@@ -203,6 +221,47 @@ async def _rate_limited(scope: Scope, send: Send, route_class: str, decision: De
     )
 
 
+class FailedAuthentications:
+    """Failed authentications per client address (brute force, key scanning): each one takes a
+    token; with none left the address gets 429 before any key is even looked at, until the
+    bucket refills. In Redis when configured (shared by every replica); in this process without
+    Redis, or while Redis does not answer (this limit never fails open)."""
+
+    ROUTE_CLASS = "auth_failure"
+
+    def __init__(self, shared: RateLimiter | None, local: LocalBuckets) -> None:
+        self.shared = shared
+        self.local = local
+
+    def _take(self, ip: str, cost: int) -> Decision:
+        identity = f"ip:{ip}"
+        if self.shared is not None:
+            decision = self.shared.check(identity, self.ROUTE_CLASS, cost, fail_open=False)
+            if decision is not None:
+                return decision
+        return self.local.check(identity, self.ROUTE_CLASS, cost)
+
+    def blocked(self, ip: str) -> Decision | None:
+        decision = self._take(ip, 0)
+        return None if decision.allowed else decision
+
+    def record(self, ip: str) -> None:
+        self._take(ip, 1)
+
+
+async def _too_many_failures(scope: Scope, send: Send, decision: Decision) -> None:
+    log.warning("auth_failures_limited", client=_client_ip(scope), retry_after=decision.retry_after)
+    await _deny(
+        scope,
+        send,
+        429,
+        "too_many_failed_authentications",
+        f"too many failed authentications from this address; retry in {decision.retry_after} s",
+        details=[{"field": "Authorization", "message": "failed too often from this address"}],
+        extra=[(b"retry-after", str(decision.retry_after).encode())],
+    )
+
+
 class SecurityHeaders:
     """Adds the security headers to every answer (those the app set itself are kept)."""
 
@@ -241,11 +300,14 @@ def install_access_control(app: Any, container: Any) -> None:
     middleware runs first."""
     settings: Settings = container.settings
     limiter = None
+    failures = None
     if settings.rate_limit == "on" and settings.redis_url:
         redis = RedisHandle(settings.redis_url, connect_timeout=0.25, timeout=0.25)
         limiter = RateLimiter(settings, redis)
+        failures = FailedAuthentications(limiter, LocalBuckets(settings))
     elif settings.rate_limit == "on":
         log.info("rate_limits_off", reason="no REDIS_URL: requests are not rate limited")
+        failures = FailedAuthentications(None, LocalBuckets(settings))
     if not settings.auth_enabled:
         _warn_open(settings)
     verify_jwt = None
@@ -259,7 +321,11 @@ def install_access_control(app: Any, container: Any) -> None:
         keys=key_store(container.read_side),
         limiter=limiter,
         verify_jwt=verify_jwt,
+        failures=failures,
     )
+    if settings.trusted_proxy_list:
+        # Outside the Guard: the client address it limits by is the one the proxy names.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     origins = settings.cors_origin_list
     if origins:
         app.add_middleware(

@@ -70,6 +70,7 @@ def _serve(
                 log_config=None,
                 access_log=False,
                 timeout_graceful_shutdown=settings.shutdown_timeout,
+                proxy_headers=False,  # X-Forwarded-For: MCP_LEDGER_TRUSTED_PROXIES only
             )
         except SystemExit as exc:
             # uvicorn re-raises the SIGTERM it caught once it has stopped accepting, drained

@@ -55,7 +55,9 @@ def mcp(
             from mcp_adapter.http import standalone_app
 
             app = standalone_app(container, host)
-            uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+            uvicorn.run(
+                app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False
+            )
     finally:
         stop.set()
         if worker is not None:

@@ -52,8 +52,13 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_RATE_LIMIT": "on or off",
     **{
         f"MCP_LEDGER_RATE_LIMIT_{c}": "RATE/BURST (per second/bucket size), e.g. 20/100"
-        for c in ("READ", "WRITE", "SEARCH", "ADMIN", "MCP")
+        for c in ("READ", "WRITE", "SEARCH", "ADMIN", "MCP", "AUTH_FAILURE")
     },
+    "MCP_LEDGER_TRUSTED_PROXIES": "comma-separated IP addresses or CIDR networks, e.g. "
+    "10.0.0.0/8, 127.0.0.1",
+    "MCP_LEDGER_METRICS_AUTH": "true or false",
+    "MCP_LEDGER_API_METRICS_PORT": "a TCP port from 1 to 65535 "
+    "(or unset: /metrics on the API's port)",
     "MCP_LEDGER_OIDC_JWKS_URL": "the identity provider's JWKS URL, http(s)://...",
     "MCP_LEDGER_OIDC_ISSUER": "the tokens' iss claim, e.g. https://login.example.com/realms/x",
     "MCP_LEDGER_OIDC_AUDIENCE": "the tokens' aud claim, e.g. mcp-ledger",
@@ -129,6 +134,15 @@ class Settings(BaseSettings):
     rate_limit_search: str = Field(default="10/40", pattern=RATE_FORM)
     rate_limit_admin: str = Field(default="2/20", pattern=RATE_FORM)
     rate_limit_mcp: str = Field(default="20/100", pattern=RATE_FORM)
+    # Failed authentications per client address: 10, then one more every 10 s (429 meanwhile).
+    rate_limit_auth_failure: str = Field(default="0.1/10", pattern=RATE_FORM)
+    # Proxies whose X-Forwarded-For names the client (IPs or CIDRs, comma-separated); from any
+    # other peer the header is ignored.
+    trusted_proxies: str = ""
+    # The API's /metrics: on its own port, open (default); with a key (metrics_auth); or only on
+    # a port of its own (api_metrics_port), e.g. one that is not published.
+    metrics_auth: bool = False
+    api_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Optional OIDC: bearer JWTs verified against the provider's JWKS (api/oidc.py).
     oidc_jwks_url: str | None = None
     oidc_issuer: str | None = None
@@ -191,6 +205,22 @@ class Settings(BaseSettings):
             raise ValueError("not an http(s):// URL")
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        import ipaddress
+
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [v.strip() for v in self.trusted_proxies.split(",") if v.strip()]
+
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: str) -> str:
@@ -234,7 +264,8 @@ class Settings(BaseSettings):
         return {value.strip(): role.strip() for value, _, role in pairs}
 
     def rate_of(self, route_class: str) -> tuple[float, int]:
-        """(tokens per second, bucket size) of a route class: read, write, search, admin, mcp."""
+        """(tokens per second, bucket size) of a route class: read, write, search, admin, mcp,
+        auth_failure."""
         rate, _, burst = str(getattr(self, f"rate_limit_{route_class}")).partition("/")
         return float(rate), int(burst)
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
@@ -542,7 +543,12 @@ def _resource(c: Container, kind: str, ref: str) -> str:
             item = queries.get_current(conn, kind, ref)
     except NotFound as exc:
         raise ResourceError(exc.message) from None
-    return json.dumps({**item, "applied_position": position}, default=str)
+    return json.dumps({**item, "applied_position": position}, default=_json_value)
+
+
+def _json_value(value: Any) -> str:
+    # Times as RFC 3339, exactly as the REST API writes them; ids as their text.
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def tool_resource(slug: str, ctx: Ctx) -> str:

@@ -475,6 +475,12 @@ def test_resources_read_the_current_state(up: UpServer) -> None:
     assert len(dataset["dataset"]["columns"]) == 2
     assert document["id"] == data["document"]
     assert "no-such-tool" in missing.message
+    # Times read as the REST API writes them (RFC 3339), identical to its answer.
+    rest = httpx.get(f"{up.url}/api/v1/tools/{data['slug']}", timeout=30).json()
+    for field in ("created_at", "updated_at"):
+        assert tool[field] == rest[field]
+        assert datetime.fromisoformat(tool[field]).tzinfo is not None
+        assert "T" in tool[field]
 
 
 def test_stdio_transport_serves_the_same_tools(
