@@ -19,6 +19,7 @@ from commands.ports import IdempotencyRequest
 from infra.container import eventsourcing_env
 from infra.event_store import LedgerApplication, LedgerRecorder
 from infra.schema import ensure_schema
+from tests.conftest import _with_db
 
 pytestmark = pytest.mark.backends("server", "embedded")
 
@@ -53,23 +54,35 @@ def session_state(database_url: str, pid: int) -> tuple[str, str] | None:
 
 
 @pytest.fixture
-def app(database_url: str, container: Any) -> Iterator[LedgerApplication]:
-    env = eventsourcing_env(database_url, 4, append_timeout=APPEND_TIMEOUT)
-    application = LedgerApplication(env=env)
-    ensure_schema(database_url, auto_migrate=True)
+def own_db(database_url: str) -> Iterator[str]:
+    """A database of its own: these probe events are no tool's, and the session's read models
+    must never see them."""
+    server = _with_db(database_url, "postgres")
+    name = f"ledger_append_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _with_db(database_url, name)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def app(own_db: str) -> Iterator[LedgerApplication]:
+    ensure_schema(own_db, auto_migrate=True)
+    application = LedgerApplication(env=eventsourcing_env(own_db, 4, APPEND_TIMEOUT))
     yield application
     application.close()
 
 
 @pytest.mark.parametrize("size", [300, 2_000])
-def test_a_batch_larger_than_the_socket_buffer_is_appended(app, database_url, size) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_larger_than_the_socket_buffer_is_appended(app, own_db, size) -> None:  # type: ignore[no-untyped-def]
     # 1,000 events of 2 KB is a ~2 MB query: ten times a unix socket's send buffer.
     batch = events(1_000, size)
     positions = app.recorder.insert_events(batch)
     assert positions is not None
     assert len(positions) == 1_000
     assert positions == sorted(positions)
-    assert stored(database_url, [e.originator_id for e in batch]) == 1_000
+    assert stored(own_db, [e.originator_id for e in batch]) == 1_000
 
 
 class StallingRecorder(LedgerRecorder):
@@ -97,7 +110,7 @@ class StallingRecorder(LedgerRecorder):
         return []
 
 
-def test_a_stalled_writer_is_ended_and_the_others_carry_on(app, database_url) -> None:  # type: ignore[no-untyped-def]
+def test_a_stalled_writer_is_ended_and_the_others_carry_on(app, own_db) -> None:  # type: ignore[no-untyped-def]
     stalled = StallingRecorder(
         app.recorder.datastore,
         events_table_name="ledger_events",
@@ -117,12 +130,12 @@ def test_a_stalled_writer_is_ended_and_the_others_carry_on(app, database_url) ->
     writer.start()
     assert stalled.locked.wait(10)
     try:
-        assert session_state(database_url, stalled.backend_pid) == ("active", "ClientRead")
+        assert session_state(own_db, stalled.backend_pid) == ("active", "ClientRead")
         others = events(5, 100)
         started = time.monotonic()
         app.recorder.insert_events(others)  # waits behind the lock, then goes through
         waited = time.monotonic() - started
-        assert stored(database_url, [e.originator_id for e in others]) == 5
+        assert stored(own_db, [e.originator_id for e in others]) == 5
         # Ended by the append bound, well before the other writer's lock wait (10 s) ran out.
         assert waited < 10, waited
     finally:
@@ -131,17 +144,17 @@ def test_a_stalled_writer_is_ended_and_the_others_carry_on(app, database_url) ->
     error = outcome["error"]
     assert isinstance(error, StoreUnavailable), error
     assert isinstance(error, AppendTimedOut) or "connection" in str(error)
-    assert stored(database_url, [e.originator_id for e in mine]) == 0
+    assert stored(own_db, [e.originator_id for e in mine]) == 0
     # The store is free: a plain append goes straight through.
     assert len(app.recorder.insert_events(events(2, 10)) or []) == 2
     stalled.watchdog.close()
 
 
-def test_the_watchdog_ends_the_session_itself(app, database_url) -> None:  # type: ignore[no-untyped-def]
+def test_the_watchdog_ends_the_session_itself(app, own_db) -> None:  # type: ignore[no-untyped-def]
     """On servers without transaction_timeout (PostgreSQL < 17) only the watchdog ends a
     writer stuck mid-message; it must do so on every server."""
     recorder = app.recorder
-    with psycopg.connect(database_url, autocommit=True) as victim:
+    with psycopg.connect(own_db, autocommit=True) as victim:
         pid = victim.info.backend_pid
         with recorder.watchdog.guard(pid, 0.5) as ticket:
             deadline = time.monotonic() + 10
