@@ -109,9 +109,10 @@ def api(
         bool, typer.Option(help="Also run the projections in this process (no Kafka)")
     ] = False,
 ) -> None:
-    """Run the HTTP API (commands and queries) against DATABASE_URL (embedded if unset). The
-    read models are kept by `mcp-ledger projector`, or pass --follow-log to keep them here."""
-    _serve(_settings(), host, port, follow_log=follow_log)
+    """Run the HTTP API (commands and queries, and the MCP server at /mcp) against DATABASE_URL
+    (embedded if unset). The read models are kept by `mcp-ledger projector`, or pass
+    --follow-log to keep them here."""
+    _serve(_settings(), host, port, follow_log=follow_log, with_mcp=True)
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""The relay: streams the event store's notification log into Kafka, at least once.
+"""The relay: streams the event store's notification log into Kafka, at least once, and
+publishes the usage outbox (usage events the serving processes stored) to the usage topic.
 
 Loop: read the events after the checkpoint (a batch), send them, flush (every ack in), then
 record the new checkpoint and, per Kafka partition, the last position published there. A crash
@@ -28,6 +29,15 @@ from infra.event_store import LedgerApplication
 from infra.kafka_topics import TopicSpec, ensure_topics
 from infra.metrics import RELAY_DEAD_LETTERS, observe_relay_batch
 from infra.settings import Settings
+from infra.usage import UsageEvent
+from infra.usage_sinks import (
+    USAGE_CHANNEL,
+    ensure_usage_topic,
+    forget_usage_outbox,
+    take_usage_outbox,
+    usage_to_message,
+    usage_topic,
+)
 from projections import advisory_locks
 from projections.records import EventRecord
 
@@ -129,7 +139,8 @@ class RelaySession:
         return bool(row and row[0])
 
     def listen(self) -> None:
-        self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        for channel in (self.channel, USAGE_CHANNEL):
+            self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
     def position(self) -> int:
         row = self.conn.execute(
@@ -179,6 +190,16 @@ class Publisher:
             out = dead_letter(self.spec, out.origin, f"MessageSizeTooLargeError: {exc}")
             future = self.producer.send(out.topic, out.value, out.key, out.headers)
         return out, future
+
+    def publish_usage(self, events: Sequence[UsageEvent]) -> None:
+        topic = usage_topic(self.spec.prefix)
+        futures = []
+        for event in events:
+            key, value, headers = usage_to_message(event)
+            futures.append(self.producer.send(topic, value, key, headers))
+        self.producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # raises the delivery error, if any
 
     def publish(self, batch: Sequence[Outgoing]) -> Placed:
         sent = [self._send(out) for out in batch]
@@ -230,6 +251,7 @@ class Relay:
         self.active = threading.Event()
         self.position = 0
         self.published = 0
+        self.usage_published = 0
 
     def stop(self) -> None:
         """Finish the current batch, checkpoint, return from run()."""
@@ -276,6 +298,7 @@ class Relay:
         admin = self.admin_factory(self.config)
         try:
             ensure_topics(admin, self.config.topics)
+            ensure_usage_topic(admin, self.config.topics)
         finally:
             admin.close()
         producer = self.producer_factory(self.config)
@@ -294,10 +317,21 @@ class Relay:
             )
             if batch:
                 self._relay_batch(session, publisher, batch)
+            usage = self._relay_usage(session, publisher)
             if self.stopping:
                 return
-            if len(batch) < self.config.batch_size:
+            if len(batch) < self.config.batch_size and usage < self.config.batch_size:
                 session.wait(self.config.poll_interval, lambda: self.stopping)
+
+    def _relay_usage(self, session: RelaySession, publisher: Publisher) -> int:
+        """Publishes the oldest stored usage events, then deletes them (at least once: a crash
+        in between publishes them again, and the analytics count each event id once)."""
+        taken = take_usage_outbox(session.conn, self.config.batch_size)
+        if taken:
+            publisher.publish_usage([event for _, event in taken])
+            forget_usage_outbox(session.conn, [i for i, _ in taken])
+            self.usage_published += len(taken)
+        return len(taken)
 
     def _relay_batch(
         self, session: RelaySession, publisher: Publisher, batch: Sequence[Notification]

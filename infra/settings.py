@@ -37,6 +37,8 @@ EXPECTED_FORMS = {
     "REDIS_URL": "redis://[:PASSWORD@]HOST:PORT/DB (e.g. redis://127.0.0.1:6379/0)",
     "MCP_LEDGER_USAGE_SINK": "auto, kafka, local or off",
     "MCP_LEDGER_USAGE_BUFFER": "an integer from 100 to 1000000",
+    "MCP_LEDGER_USAGE_DURABLE": "true or false",
+    "MCP_LEDGER_USAGE_WAIT": "seconds, a number above 0 and at most 60",
     "QDRANT_URL": "http(s)://HOST:PORT of a Qdrant server (or unset for the embedded index)",
     "MCP_LEDGER_VECTORS": "on or off",
     "MCP_LEDGER_EMBEDDING_PROVIDER": "minilm (offline, the default) or openai (an "
@@ -112,6 +114,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     usage_sink: Literal["auto", "kafka", "local", "off"] = "auto"
     usage_buffer: int = Field(default=10_000, ge=100, le=1_000_000)
+    # Answers wait (at most usage_wait seconds) until their usage event is stored, so counts
+    # stay exact when a process is killed; off: fire and forget.
+    usage_durable: bool = True
+    usage_wait: float = Field(default=5.0, gt=0, le=60)
     # Search: the vector index (embedded Qdrant under data_dir/vectors unless QDRANT_URL).
     vectors: Literal["on", "off"] = "on"
     qdrant_url: str | None = Field(default=None, validation_alias="QDRANT_URL")

@@ -1,6 +1,12 @@
-"""Usage events: one per MCP call and per API search. Emission never blocks or fails the call:
-events go into a bounded buffer that a background thread drains into a sink (Kafka, or the
-in-process analytics projection); when the buffer is full the event is dropped and counted."""
+"""Usage events: one per MCP call and per API search. Emission never fails the call: events go
+into a bounded buffer that a background thread drains, in batches, into a sink (the usage
+outbox the relay publishes to Kafka, or the in-process analytics projection). A sink that fails
+is retried with backoff, so an outage delays usage but loses none of what is buffered; only an
+event that finds the buffer full is dropped (and counted).
+
+`emit` returns a future that completes once the sink has stored the event: a caller that waits
+for it before answering (MCP_LEDGER_USAGE_DURABLE, the default) makes its usage count exact
+even if the process is killed right after the answer."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +94,14 @@ def digest_arguments(arguments: dict[str, Any]) -> str:
 UsageSink = Callable[[Sequence[UsageEvent]], None]
 
 
+class UsageDropped(Exception):
+    """The event was not stored: the buffer was full, or the emitter stopped while its sink
+    was failing."""
+
+
+RETRY_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)  # seconds between attempts; the last one repeats
+
+
 class UsageEmitter:
     """Buffers events for `sink`, drained by one daemon thread in batches."""
 
@@ -99,27 +114,33 @@ class UsageEmitter:
     ) -> None:
         self.sink = sink
         self.batch = batch
-        # How long a batch waits for more events: one sink call (one transaction, one send)
-        # per burst instead of per event, which under load is most of the sink's cost.
+        # How long a batch waits for more events: one sink call (one transaction) per burst
+        # instead of per event. 0 when callers wait for their event: batches then form while
+        # the previous one is being stored, without delaying anyone.
         self.linger = linger
         self.capacity = capacity
-        self.dropped = 0  # events lost: buffer full, or the sink failed
+        self.dropped = 0  # events lost: buffer full, or stopped while the sink failed
         self.emitted = 0  # events the sink took
-        self._queue: queue.Queue[UsageEvent] = queue.Queue(maxsize=capacity)
+        self.retries = 0  # sink calls that failed and were tried again
+        self._queue: queue.Queue[tuple[UsageEvent, Future[None]]] = queue.Queue(maxsize=capacity)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def emit(self, event: UsageEvent) -> None:
+    def emit(self, event: UsageEvent) -> Future[None] | None:
+        """Queues the event; the future completes when it is stored (None: no sink)."""
         if self.sink is None:
-            return
+            return None
+        done: Future[None] = Future()
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((event, done))
         except queue.Full:
             with self._lock:
                 self.dropped += 1
-            return
+            done.set_exception(UsageDropped("usage buffer full"))
+            return done
         self._ensure_thread()
+        return done
 
     def stats(self) -> dict[str, int]:
         """The counters, for a metrics endpoint: emitted, dropped, queued, capacity."""
@@ -156,31 +177,47 @@ class UsageEmitter:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            events = [first]
+            items = [first]
             deadline = time.monotonic() + self.linger
-            while len(events) < self.batch:
+            while len(items) < self.batch:
                 wait = 0.0 if self._stop.is_set() else deadline - time.monotonic()
                 try:
-                    events.append(
+                    items.append(
                         self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                     )
                 except queue.Empty:
                     break
             try:
-                self._deliver(events)
+                self._deliver(items)
             finally:
-                for _ in events:
+                for _ in items:
                     self._queue.task_done()
 
-    def _deliver(self, events: list[UsageEvent]) -> None:
+    def _deliver(self, items: list[tuple[UsageEvent, Future[None]]]) -> None:
         assert self.sink is not None
-        try:
-            self.sink(events)
-            self.emitted += len(events)
-        except Exception as exc:  # analytics must never take the serving path down
-            with self._lock:
-                self.dropped += len(events)
-            log.warning("usage_sink_failed", error=f"{type(exc).__name__}: {exc}", n=len(events))
+        events = [event for event, _ in items]
+        for attempt in range(1_000_000_000):
+            try:
+                self.sink(events)
+                break
+            except Exception as exc:  # analytics must never take the serving path down
+                log.warning(
+                    "usage_sink_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    n=len(events),
+                    attempt=attempt + 1,
+                )
+                if self._stop.is_set():
+                    with self._lock:
+                        self.dropped += len(events)
+                    for _, done in items:
+                        done.set_exception(UsageDropped(f"sink failed at stop: {exc}"))
+                    return
+                self.retries += 1
+                self._stop.wait(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
+        self.emitted += len(events)
+        for _, done in items:
+            done.set_result(None)
 
     def close(self, timeout: float = 5.0) -> None:
         """Delivers what is buffered (up to `timeout`), then stops."""
@@ -193,3 +230,15 @@ class UsageEmitter:
                 close()
             except Exception as exc:
                 log.warning("usage_sink_close_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def wait_stored(done: Future[None] | None, timeout: float) -> bool:
+    """Waits (bounded) for an emitted event to be stored; never raises. True if it was."""
+    if done is None:
+        return True
+    try:
+        done.result(timeout)
+    except Exception as exc:
+        log.warning("usage_not_stored", error=f"{type(exc).__name__}: {exc}", timeout=timeout)
+        return False
+    return True

@@ -1,9 +1,13 @@
 """Where usage events go, and how analytics is wired.
 
-- `KafkaUsageSink`: produces each event to `<prefix>.usage.v1` in CloudEvents 1.0 Kafka binary
-  mode (key = tool name, value = the event's JSON, schema
-  `schemas/io.mcp-ledger.usage.UsageRecorded.v1.json`); the projector's analytics agent and
-  outside teams consume it.
+- `UsageOutboxSink`: the Kafka path. Stores the events in Postgres (`usage_outbox`), the
+  database every serving process already depends on; the active relay publishes them to
+  `<prefix>.usage.v1` and deletes them. A call's usage is stored before it is answered and a
+  broker outage only delays it.
+- `KafkaUsageSink`: produces events to `<prefix>.usage.v1` in CloudEvents 1.0 Kafka binary mode
+  (key = tool name, value = the event's JSON, schema
+  `schemas/io.mcp-ledger.usage.UsageRecorded.v1.json`); the relay publishes the outbox with it,
+  and the projector's analytics agent and outside teams consume the topic.
 - `LocalUsageSink`: the embedded mode: the same analytics projection, applied in-process.
 - `build_usage_emitter`: picks one from the settings; `usage_stats_for`: the query with the
   container's Postgres and Redis (used by the API route and the MCP tool)."""
@@ -185,6 +189,37 @@ class KafkaUsageSink:
                 self._producer = None
 
 
+USAGE_OUTBOX = "usage_outbox"
+USAGE_CHANNEL = "ledger_usage"  # NOTIFY: wakes the relay when usage events are stored
+
+
+class UsageOutboxSink:
+    """Stores events in the usage outbox, one transaction per batch (COPY)."""
+
+    def __init__(self, connect: Connect) -> None:
+        self.connect = connect
+
+    def __call__(self, events: Sequence[UsageEvent]) -> None:
+        with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
+            with cur.copy(f"COPY {USAGE_OUTBOX} (event) FROM STDIN") as copy:
+                for event in events:
+                    copy.write_row((json.dumps(event.to_json(), ensure_ascii=False),))
+            cur.execute(f"NOTIFY {USAGE_CHANNEL}")
+
+
+def take_usage_outbox(conn: Connection[Any], limit: int) -> list[tuple[int, UsageEvent]]:
+    """The oldest stored usage events (id, event), for the relay."""
+    rows = conn.execute(
+        f"SELECT id, event FROM {USAGE_OUTBOX} ORDER BY id LIMIT %s",  # noqa: S608
+        (limit,),
+    ).fetchall()
+    return [(int(row[0]), UsageEvent.from_json(row[1])) for row in rows]
+
+
+def forget_usage_outbox(conn: Connection[Any], ids: Sequence[int]) -> None:
+    conn.execute(f"DELETE FROM {USAGE_OUTBOX} WHERE id = ANY(%s)", (list(ids),))  # noqa: S608
+
+
 class LocalUsageSink:
     """The embedded mode: the analytics projection applied in the emitter's thread."""
 
@@ -203,17 +238,20 @@ class LocalUsageSink:
 def build_usage_emitter(
     settings: Settings, read_side: ReadSide, redis: RedisHandle, *, kafka_feed: bool
 ) -> UsageEmitter:
-    """MCP_LEDGER_USAGE_SINK: kafka → the usage topic; local → the in-process projection;
-    off → nothing; auto → kafka when the read side is fed by Kafka, else local."""
+    """MCP_LEDGER_USAGE_SINK: kafka → the usage outbox, which the relay publishes to the usage
+    topic; local → the in-process projection; off → nothing; auto → kafka when the read side
+    is fed by Kafka, else local."""
     choice = settings.usage_sink
     if choice == "auto":
         choice = "kafka" if kafka_feed and settings.kafka_bootstrap_servers else "local"
     sink: Callable[[Sequence[UsageEvent]], None] | None = None
     if choice == "kafka" and settings.kafka_bootstrap_servers:
-        sink = KafkaUsageSink(settings.kafka_bootstrap_servers, topic_spec(settings))
+        sink = UsageOutboxSink(read_side.connection)
     elif choice == "local":
         sink = LocalUsageSink(read_side.connection, redis)
-    return UsageEmitter(sink, capacity=settings.usage_buffer)
+    # Callers that wait for their event want it stored at once, not after a linger.
+    linger = 0.0 if settings.usage_durable else 0.25
+    return UsageEmitter(sink, capacity=settings.usage_buffer, linger=linger)
 
 
 def usage_stats_for(

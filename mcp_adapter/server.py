@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.shared.exceptions import MCPError
@@ -34,7 +36,7 @@ from commands.errors import NotFound
 from domain.errors import InvalidInput
 from infra.container import Container
 from infra.metrics import observe_mcp_call
-from infra.usage import UsageEvent, digest_arguments
+from infra.usage import UsageEvent, digest_arguments, wait_stored
 from mcp_adapter import models, reads, render
 from projections import analytics, queries
 from projections.search_types import SearchRequest
@@ -621,7 +623,12 @@ class LedgerServer(MCPServer[LedgerContext]):
             raise
         finally:
             _CALL.reset(token)
-            self._emit(name, arguments, record, started, context)
+            stored = self._emit(name, arguments, record, started, context)
+            settings = self.container.settings
+            if stored is not None and settings.usage_durable:
+                # Answer once the call's usage is stored: counts stay exact even if this
+                # process dies right after (bounded: usage never holds an answer for long).
+                await anyio.to_thread.run_sync(wait_stored, stored, settings.usage_wait)
 
     def _emit(
         self,
@@ -630,7 +637,7 @@ class LedgerServer(MCPServer[LedgerContext]):
         record: CallRecord,
         started: float,
         context: Context[LedgerContext, Any] | None,
-    ) -> None:
+    ) -> Future[None] | None:
         try:
             # Metrics by tool: a name the server does not know counts as "unknown".
             known = self._tool_manager.get_tool(name) is not None
@@ -644,7 +651,7 @@ class LedgerServer(MCPServer[LedgerContext]):
                 params = context.session.client_params
                 if params is not None and params.client_info is not None:
                     client_name = params.client_info.name
-            self.container.usage.emit(
+            return self.container.usage.emit(
                 UsageEvent(
                     tool=name,
                     surface="mcp",
@@ -657,8 +664,8 @@ class LedgerServer(MCPServer[LedgerContext]):
                     request_id=request_id,
                 )
             )
-        except Exception:  # noqa: S110 - usage must never fail the call
-            pass
+        except Exception:  # usage must never fail the call
+            return None
 
 
 def build_server(container: Container) -> LedgerServer:

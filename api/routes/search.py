@@ -12,7 +12,7 @@ from api.deps import Cont, MinPosition
 from api.routes.common import NO_NUL, WAIT, Tags, Text, read_models
 from api.schemas import READ_ERRORS
 from infra.container import Container
-from infra.usage import UsageEvent, digest_arguments
+from infra.usage import UsageEvent, digest_arguments, wait_stored
 from projections.search_types import KINDS, SearchRequest, SearchResult
 from projections.vector_index import vectors_caught_up, wait_until
 
@@ -113,7 +113,7 @@ def _vectors_behind(c: Container, min_position: int | None) -> list[str]:
 def _record_usage(
     c: Container, request: Request, req: SearchRequest, result: SearchResult, started: float
 ) -> None:
-    c.usage.emit(
+    stored = c.usage.emit(
         UsageEvent(
             tool="api.search",
             surface="api",
@@ -125,3 +125,5 @@ def _record_usage(
             request_id=getattr(request.state, "request_id", None),
         )
     )
+    if c.settings.usage_durable:  # answered once counted (this route runs in a worker thread)
+        wait_stored(stored, c.settings.usage_wait)

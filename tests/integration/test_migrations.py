@@ -228,34 +228,39 @@ def scripts(tmp_path: Path, *revisions: tuple[str, str, str, str]) -> Path:
 
 
 def test_revisions_apply_in_order_and_downgrade(empty_db: str, tmp_path: Path) -> None:
+    real = head()
     location = scripts(
         tmp_path,
         (
-            "t002",
-            "0001",
+            "t901",
+            real,
             'op.execute("ALTER TABLE ledger_api_keys ADD COLUMN note text")',
             'op.execute("ALTER TABLE ledger_api_keys DROP COLUMN note")',
         ),
         (
-            "t003",
-            "t002",
-            'op.execute("CREATE TABLE t003_probe (id int PRIMARY KEY)")',
-            'op.execute("DROP TABLE t003_probe")',
+            "t902",
+            "t901",
+            'op.execute("CREATE TABLE t902_probe (id int PRIMARY KEY)")',
+            'op.execute("DROP TABLE t902_probe")',
         ),
     )
     migrate_to(empty_db, "0001", script_location=location)
+    assert not table_exists(empty_db, "usage_outbox")
     fill(empty_db)
     before = snapshot(empty_db)
 
-    assert migrate_to(empty_db, "t002", script_location=location) == ("0001", "t002")
+    assert migrate_to(empty_db, "t901", script_location=location) == ("0001", "t901")
+    assert table_exists(empty_db, "usage_outbox")  # every revision on the way, in order
     assert "note" in columns(empty_db, "ledger_api_keys")
-    assert not table_exists(empty_db, "t003_probe")
-    assert migrate_to(empty_db, "head", script_location=location) == ("t002", "t003")
-    assert table_exists(empty_db, "t003_probe")
+    assert not table_exists(empty_db, "t902_probe")
+    assert migrate_to(empty_db, "head", script_location=location) == ("t901", "t902")
+    assert table_exists(empty_db, "t902_probe")
 
-    assert migrate_to(empty_db, "0001", script_location=location) == ("t003", "0001")
+    assert migrate_to(empty_db, real, script_location=location) == ("t902", real)
     assert "note" not in columns(empty_db, "ledger_api_keys")
-    assert not table_exists(empty_db, "t003_probe")
+    assert not table_exists(empty_db, "t902_probe")
+    assert migrate_to(empty_db, "0001", script_location=location) == (real, "0001")
+    assert not table_exists(empty_db, "usage_outbox")
     assert snapshot(empty_db) == before
 
     # The baseline cannot be undone (it holds the event store): refused, nothing changed.
@@ -268,17 +273,18 @@ def test_revisions_apply_in_order_and_downgrade(empty_db: str, tmp_path: Path) -
 def test_a_revision_failing_half_way_leaves_the_schema_as_it_was(
     empty_db: str, tmp_path: Path
 ) -> None:
+    real = head()
     location = scripts(
         tmp_path,
         (
-            "t002",
-            "0001",
-            'op.execute("CREATE TABLE t002_first (id int)")',
-            'op.execute("DROP TABLE t002_first")',
+            "t901",
+            real,
+            'op.execute("CREATE TABLE t901_first (id int)")',
+            'op.execute("DROP TABLE t901_first")',
         ),
         (
-            "t003",
-            "t002",
+            "t902",
+            "t901",
             'op.execute("ALTER TABLE ledger_api_keys ADD COLUMN half text")\n'
             "op.execute(\"UPDATE ledger_api_keys SET half = 'x'\")\n"
             'op.execute("SELECT no_such_function()")',
@@ -290,9 +296,10 @@ def test_a_revision_failing_half_way_leaves_the_schema_as_it_was(
     before = snapshot(empty_db)
     with pytest.raises(Exception, match="no_such_function"):
         migrate_to(empty_db, "head", script_location=location)
-    # Both revisions ran in one transaction: the first one's table is gone too.
+    # Every revision of the run was in one transaction: the earlier ones are undone too.
     assert current_revision(empty_db) == "0001"
-    assert not table_exists(empty_db, "t002_first")
+    assert not table_exists(empty_db, "usage_outbox")
+    assert not table_exists(empty_db, "t901_first")
     assert "half" not in columns(empty_db, "ledger_api_keys")
     assert snapshot(empty_db) == before
 

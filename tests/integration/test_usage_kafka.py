@@ -1,11 +1,9 @@
 """Usage analytics on the scale-out path: calls emit usage events through the container's
-emitter (exactly what the MCP server does per tools/call) to `<prefix>.usage.v1` on a real Kafka
-broker; the real `mcp-ledger projector --source kafka` (its analytics agent) counts them into
-Postgres and Redis. N calls are reported as N — also after the projector is killed, after the
-whole usage topic is redelivered to it, and after the same events are published twice.
-
-(The MCP SDK cannot be imported in this environment — it needs `httpx2`, which is kept out —
-so the calls are the server's usage events rather than SDK round trips.)"""
+emitter (exactly what the MCP server does per tools/call) into the usage outbox, which the real
+`mcp-ledger relay` publishes to `<prefix>.usage.v1` on a real Kafka broker; the real
+`mcp-ledger projector --source kafka` (its analytics agent) counts them into Postgres and Redis.
+N calls are reported as N — also after the projector is killed, after the whole usage topic is
+redelivered to it, and after the same events are published twice."""
 
 from __future__ import annotations
 
@@ -168,6 +166,7 @@ def test_n_mcp_calls_are_reported_n_times_across_crashes_and_redelivery(  # type
     container, pipeline: Pipeline, usage_db: str, kafka_bootstrap: str, prefix: str
 ) -> None:
     topic, group = usage_topic(prefix), pipeline.group
+    pipeline.start_relay()
     projector = pipeline.start_projector()
     mcp_calls(container)
     assert container.usage.flush(30)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.usage import UsageEmitter, UsageEvent, digest_arguments
+from infra.usage import UsageDropped, UsageEmitter, UsageEvent, digest_arguments, wait_stored
 from infra.usage_sinks import USAGE_TYPE, usage_from_message, usage_to_message
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -67,21 +67,59 @@ def test_a_full_buffer_drops_and_counts_without_blocking() -> None:
     emitter.close()
 
 
-def test_a_failing_sink_counts_drops_and_the_emitter_keeps_going() -> None:
+def test_a_failing_sink_is_retried_and_loses_nothing() -> None:
     calls = []
 
     def flaky(events: Sequence[UsageEvent]) -> None:
         calls.append(len(events))
-        if len(calls) == 1:
+        if len(calls) <= 2:
             raise ConnectionError("broker down")
 
     emitter = UsageEmitter(flaky, batch=1)
-    emitter.emit(event())
+    first = emitter.emit(event())
     assert emitter.flush(5)
-    emitter.emit(event())
+    second = emitter.emit(event())
     assert emitter.flush(5)
-    assert (emitter.dropped, emitter.emitted) == (1, 1)
+    assert (emitter.dropped, emitter.emitted, emitter.retries) == (0, 2, 2)
+    assert first is not None
+    assert second is not None
+    assert first.result(0) is None
+    assert second.result(0) is None
     emitter.close()
+
+
+def test_the_future_completes_when_the_event_is_stored() -> None:
+    sink = BlockingSink()
+    emitter = UsageEmitter(sink, capacity=1, batch=1, linger=0)
+    held = emitter.emit(event())
+    assert sink.entered.wait(5)
+    assert held is not None
+    assert not held.done()  # handed to the sink, not yet stored
+    queued = emitter.emit(event())
+    full = emitter.emit(event())  # the buffer (capacity 1) holds `queued`
+    assert full is not None
+    with pytest.raises(UsageDropped):
+        full.result(0)
+    assert not wait_stored(full, 0.1)
+    sink.release.set()
+    assert wait_stored(held, 5)
+    assert wait_stored(queued, 5)
+    assert len(sink.received) == 2
+    emitter.close()
+
+
+def test_a_sink_still_failing_at_close_drops_and_says_so() -> None:
+    def down(events: Sequence[UsageEvent]) -> None:
+        raise ConnectionError("broker down")
+
+    emitter = UsageEmitter(down, batch=1)
+    pending = emitter.emit(event())
+    time.sleep(0.3)
+    emitter.close(timeout=5)
+    assert pending is not None
+    with pytest.raises(UsageDropped):
+        pending.result(1)
+    assert emitter.dropped == 1
 
 
 def test_without_a_sink_emit_is_a_no_op() -> None:
