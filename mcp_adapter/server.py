@@ -34,6 +34,7 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from commands.errors import NotFound
 from domain.errors import InvalidInput
+from infra.cloudevents import rfc3339
 from infra.container import Container
 from infra.metrics import observe_mcp_call
 from infra.usage import UsageEvent, digest_arguments, wait_stored
@@ -550,7 +551,7 @@ def _resource(c: Container, kind: str, ref: str) -> str:
 
 def _json_value(value: Any) -> str:
     # Times as RFC 3339, exactly as the REST API writes them; ids as their text.
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+    return rfc3339(value) if isinstance(value, datetime) else str(value)
 
 
 def tool_resource(slug: str, ctx: Ctx) -> str:

@@ -112,6 +112,12 @@ def totals(database_url: str) -> dict[str, Any]:
         return usage_stats(conn, None, window="24h")
 
 
+def outbox(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM usage_outbox").fetchone()
+    return int(row[0]) if row else 0
+
+
 def seen(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT count(*) FROM usage_seen").fetchone()
@@ -172,6 +178,7 @@ def test_n_mcp_calls_are_reported_n_times_across_crashes_and_redelivery(  # type
     assert container.usage.flush(30)
     assert container.usage.dropped == 0
     total = OK_CALLS + NOT_FOUND_CALLS + 1  # + the usage_stats call itself
+    wait_for(lambda: outbox(usage_db) == 0, "the relay to publish the usage outbox")
 
     # Every call is a message on the topic, in CloudEvents binary mode.
     messages = wait_for(lambda: (m := consume(kafka_bootstrap, [topic])) and len(m) >= total and m,
