@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     from infra.embeddings import MINILM, MiniLmOnnx
     from infra.embeddings import TOKENIZER as MINILM_TOKENIZER
     from infra.settings import load_settings
-    from projections.search_text import tool_units
+    from projections.kinds.tool import units as tool_units
 
     tools = load_jsonl(EVAL / "tools.jsonl")
     queries = load_jsonl(EVAL / "queries.jsonl")

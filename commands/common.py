@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 from commands.context import CommandContext
@@ -19,20 +19,15 @@ from commands.errors import (
 )
 from commands.ports import Appended, CommandDeps
 from domain.events import DomainEvent, EventMeta
+from domain.kinds import AggregateKind
 from domain.secrets import REDACTED, has_path, is_sealed, secret_paths, value_at, with_value
 from domain.slug_index import SlugClaimed, slug_index_id
 
 S = TypeVar("S")
 
 
-@dataclass(frozen=True)
-class Kind(Generic[S]):
-    """One aggregate type as the handlers see it."""
-
-    name: str
-    events: tuple[type[DomainEvent], ...]
-    replay: Callable[[Iterable[DomainEvent]], S | None]
-    has_slug: bool = True
+# One aggregate type as the handlers see it: its domain module's `AGGREGATE`.
+Kind = AggregateKind
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from commands.common import Kind, WriteResult, change, create
+from commands.common import WriteResult, change, create
 from commands.context import CommandContext
 from commands.observe import observed
 from commands.ports import CommandDeps
@@ -13,7 +13,7 @@ from domain import dataset as domain
 from domain.events import DomainEvent, EventMeta
 from domain.slug_index import claim_slug
 
-DATASET: Kind[domain.Dataset] = Kind(domain.KIND, domain.DATASET_EVENTS, domain.replay)
+DATASET = domain.AGGREGATE
 
 
 @observed

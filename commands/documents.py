@@ -16,9 +16,7 @@ from domain import document as domain
 from domain.errors import InvalidInput
 from domain.events import DomainEvent, EventMeta
 
-DOCUMENT: Kind[domain.Document] = Kind(
-    domain.KIND, domain.DOCUMENT_EVENTS, domain.replay, has_slug=False
-)
+DOCUMENT = domain.AGGREGATE
 LINK_TARGETS: dict[str, Kind[Any]] = {"tool": TOOL, "dataset": DATASET}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from commands.common import Kind, WriteResult, change, create, seal_sensitive
+from commands.common import WriteResult, change, create, seal_sensitive
 from commands.context import CommandContext
 from commands.observe import observed
 from commands.ports import CommandDeps
@@ -13,7 +13,7 @@ from domain import tool as domain
 from domain.secrets import sensitive_keys_of
 from domain.slug_index import claim_slug
 
-TOOL: Kind[domain.Tool] = Kind("tool", domain.TOOL_EVENTS, domain.replay)
+TOOL = domain.AGGREGATE
 
 
 def tool_registration_events(

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from domain.errors import FieldError, IllegalTransition, InvalidInput
 from domain.events import DomainEvent, EventMeta, stamp
+from domain.kinds import AggregateKind
 from domain.validation import check_slug, check_tags, check_text, normalise_tags
 
 KIND = "dataset"
@@ -410,3 +411,6 @@ def replay(events: Iterable[DomainEvent]) -> Dataset | None:
     for event in events:
         dataset = evolve(dataset, event)
     return dataset
+
+
+AGGREGATE: AggregateKind[Dataset] = AggregateKind(KIND, Dataset, DATASET_EVENTS, evolve, replay)

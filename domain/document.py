@@ -15,6 +15,7 @@ from uuid import UUID
 
 from domain.errors import FieldError, IllegalTransition, InvalidInput
 from domain.events import DomainEvent, EventMeta, stamp
+from domain.kinds import AggregateKind
 from domain.validation import check_tags, check_text, normalise_tags
 
 KIND = "document"
@@ -260,3 +261,8 @@ def replay(events: Iterable[DomainEvent]) -> Document | None:
     for event in events:
         document = evolve(document, event)
     return document
+
+
+AGGREGATE: AggregateKind[Document] = AggregateKind(
+    KIND, Document, DOCUMENT_EVENTS, evolve, replay, has_slug=False
+)

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from domain.errors import FieldError, IllegalTransition, InvalidInput
 from domain.events import DomainEvent, EventMeta, stamp
+from domain.kinds import AggregateKind
 from domain.secrets import check_sealed, sensitive_keys_of
 from domain.validation import (
     check_json_schema,
@@ -290,3 +291,6 @@ def replay(events: Iterable[DomainEvent]) -> Tool | None:
     for event in events:
         tool = evolve(tool, event)
     return tool
+
+
+AGGREGATE: AggregateKind[Tool] = AggregateKind(KIND, Tool, TOOL_EVENTS, evolve, replay)

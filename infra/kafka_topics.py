@@ -8,9 +8,12 @@ from typing import Any
 
 import structlog
 
+from projections.kinds import KINDS
+
 log = structlog.get_logger("relay")
 
-KIND_TOPICS = {"tool": "tools.v1", "dataset": "datasets.v1", "document": "documents.v1"}
+# Each kind's topic suffix comes from the registry of kinds.
+KIND_TOPICS = {name: kind.topic for name, kind in KINDS.items()}
 DEAD_LETTER = "deadletter.v1"
 # Broker-side limit above the producer's max_request_size: room for batch overhead.
 _BATCH_OVERHEAD = 65_536

@@ -9,10 +9,8 @@ from psycopg import Cursor
 from psycopg.types.json import Json
 
 from projections.json_diff import json_diff
+from projections.kinds import KINDS
 from projections.records import EventRecord
-from projections.states import EVOLVE, state_from_doc
-
-KINDS = frozenset({"tool", "dataset", "document"})
 
 
 def snapshot_of(state: Any) -> dict[str, Any]:
@@ -27,6 +25,7 @@ class History:
         return record.kind in KINDS
 
     def apply(self, cur: Cursor[Any], record: EventRecord) -> None:
+        kind = KINDS[record.kind]
         before: dict[str, Any] | None = None
         previous = None
         if record.version > 1:
@@ -38,8 +37,8 @@ class History:
             if row is None:
                 raise LookupError(f"history of {record.aggregate_id} lacks v{record.version - 1}")
             before = row["snapshot"]
-            previous = state_from_doc(record.kind, record.aggregate_id, record.version - 1, before)
-        after = snapshot_of(EVOLVE[record.kind](previous, record.to_event()))
+            previous = kind.state_from_doc(record.aggregate_id, record.version - 1, before)
+        after = snapshot_of(kind.aggregate.evolve(previous, record.to_event()))
         patch = json_diff(before or {}, after)
         cur.execute(
             """INSERT INTO rm_history (aggregate_id, version, kind, position, event_type, snapshot,

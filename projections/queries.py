@@ -18,29 +18,8 @@ from psycopg.rows import dict_row
 from commands.errors import NotFound
 from domain.errors import InvalidInput
 from projections.json_diff import json_diff
+from projections.kinds import KINDS, ReadKind
 
-
-@dataclass(frozen=True)
-class Table:
-    kind: str
-    name: str
-    has_slug: bool
-    sorts: tuple[str, ...]
-    # Extra select-list entries (the dataset's columns come from their own table).
-    extra: str = ""
-
-
-COLUMNS = """, (SELECT coalesce(jsonb_agg(jsonb_build_object('name', c.name, 'type', c.type,
-    'nullable', c.nullable, 'description', c.description) ORDER BY c.ordinal), '[]')
-    FROM rm_dataset_columns c WHERE c.dataset_id = t.id) AS columns"""
-
-TABLES = {
-    "tool": Table("tool", "rm_tools", True, ("updated_at", "created_at", "name", "slug")),
-    "dataset": Table(
-        "dataset", "rm_datasets", True, ("updated_at", "created_at", "name", "slug"), COLUMNS
-    ),
-    "document": Table("document", "rm_documents", False, ("updated_at", "created_at", "title")),
-}
 SELECT = "t.id, t.aggregate_version, t.position, t.created_at, t.updated_at, t.deleted_at, t.doc"
 DEFAULT_SORT = "-updated_at"
 
@@ -93,36 +72,37 @@ def _as_uuid(ref: str) -> UUID | None:
 
 
 def _find(
-    cur: Cursor[dict[str, Any]], table: Table, ref: str, columns: str = "t.id"
+    cur: Cursor[dict[str, Any]], kind: ReadKind, ref: str, columns: str = "t.id"
 ) -> dict[str, Any]:
     """The row `ref` names: an id first, then a slug (a slug may look like a UUID)."""
-    select = f"SELECT {columns} FROM {table.name} t WHERE "  # noqa: S608
+    select = f"SELECT {columns} FROM {kind.table.name} t WHERE "  # noqa: S608
     ident = _as_uuid(ref)
     if ident is not None:
         row = cur.execute(select + "t.id = %s", (ident,)).fetchone()
         if row is not None:
             return row
-    if table.has_slug and "\x00" not in ref:
+    if kind.has_slug and "\x00" not in ref:
         row = cur.execute(select + "t.slug = %s", (ref,)).fetchone()
         if row is not None:
             return row
-    raise NotFound(table.kind, ref, by_slug=table.has_slug)
+    raise NotFound(kind.name, ref, by_slug=kind.has_slug)
 
 
 def get_current(conn: Connection[Any], kind: str, ref: str) -> dict[str, Any]:
     """The current state of the tool, dataset or document `ref` (id or slug) names."""
     with _cursor(conn) as cur:
-        table = TABLES[kind]
-        return _item(kind, _find(cur, table, ref, SELECT + table.extra))
+        read_kind = KINDS[kind]
+        return _item(kind, _find(cur, read_kind, ref, SELECT + read_kind.table.extra))
 
 
 # --- lists ----------------------------------------------------------------------------------
 
 
-def _sort_column(table: Table, sort: str) -> tuple[str, bool]:
+def _sort_column(kind: ReadKind, sort: str) -> tuple[str, bool]:
     column = sort.removeprefix("-")
-    if column not in table.sorts:
-        choices = ", ".join(f"{c}, -{c}" for c in table.sorts)
+    sorts = kind.table.sorts
+    if column not in sorts:
+        choices = ", ".join(f"{c}, -{c}" for c in sorts)
         raise InvalidInput.one("sort", f"must be one of {choices}")
     return column, sort.startswith("-")
 
@@ -162,10 +142,11 @@ def _shared_filters(listing: Listing) -> tuple[list[str], list[Any]]:
 
 
 def _page(
-    conn: Connection[Any], table: Table, listing: Listing, where: list[str], params: list[Any]
+    conn: Connection[Any], kind: ReadKind, listing: Listing, where: list[str], params: list[Any]
 ) -> dict[str, Any]:
     """One page in keyset order (sort column, then id): stable while rows are added."""
-    column, descending = _sort_column(table, listing.sort)
+    table = kind.table
+    column, descending = _sort_column(kind, listing.sort)
     if listing.cursor:
         key, ident = decode_cursor(listing.cursor, listing.sort, column)
         where.append(f"(t.{column}, t.id) {'<' if descending else '>'} (%s, %s)")
@@ -182,7 +163,7 @@ def _page(
     if len(rows) > listing.limit:
         rows = rows[: listing.limit]
         next_cursor = encode_cursor(listing.sort, rows[-1]["sort_key"], rows[-1]["id"])
-    return {"items": [_item(table.kind, r) for r in rows], "next_cursor": next_cursor}
+    return {"items": [_item(kind.name, r) for r in rows], "next_cursor": next_cursor}
 
 
 def _equal(where: list[str], params: list[Any], column: str, value: Any) -> None:
@@ -205,7 +186,7 @@ def list_tools(
     _equal(where, params, "status", status)
     if status is None and not include_deprecated:
         where.append("t.status <> 'deprecated'")
-    return _page(conn, TABLES["tool"], listing, where, params)
+    return _page(conn, KINDS["tool"], listing, where, params)
 
 
 def list_datasets(
@@ -218,7 +199,7 @@ def list_datasets(
     where, params = _shared_filters(listing)
     _equal(where, params, "owner", owner)
     _equal(where, params, "status", status)
-    return _page(conn, TABLES["dataset"], listing, where, params)
+    return _page(conn, KINDS["dataset"], listing, where, params)
 
 
 def list_documents(
@@ -226,7 +207,7 @@ def list_documents(
 ) -> dict[str, Any]:
     where, params = _shared_filters(listing)
     _equal(where, params, "link_id", linked_to)
-    return _page(conn, TABLES["document"], listing, where, params)
+    return _page(conn, KINDS["document"], listing, where, params)
 
 
 # --- history --------------------------------------------------------------------------------
@@ -239,7 +220,7 @@ HISTORIC = """SELECT h.aggregate_id AS id, h.version AS aggregate_version, h.pos
     CASE WHEN (h.snapshot ->> 'deleted')::boolean THEN
         (SELECT d.occurred_at FROM rm_history d
             WHERE d.aggregate_id = h.aggregate_id AND d.version <= h.version
-            AND d.event_type IN ('ToolDeleted', 'DatasetDeleted', 'DocumentRemoved')
+            AND d.event_type = ANY(%(deleting)s)
             ORDER BY d.version DESC LIMIT 1)
     END AS deleted_at
 FROM rm_history h
@@ -258,15 +239,17 @@ def get_historic(
     at_version: int | None = None,
 ) -> dict[str, Any]:
     """The state as of a time and/or at a version (both inclusive), from the version history."""
-    table = TABLES[kind]
+    read_kind = KINDS[kind]
     with _cursor(conn) as cur:
-        ident = _find(cur, table, ref)["id"]
-        args = {"id": ident, "kind": kind, "version": at_version, "as_of": as_of}
+        ident = _find(cur, read_kind, ref)["id"]
+        args = {"id": ident, "kind": kind, "version": at_version, "as_of": as_of,
+                "deleting": list(read_kind.deleted_by)}  # fmt: skip
         row = cur.execute(HISTORIC, args).fetchone()
+    by_slug = read_kind.has_slug
     if row is None and as_of is not None:
-        raise NotFound(kind, f"{ref} as of {as_of.isoformat()}", by_slug=table.has_slug)
+        raise NotFound(kind, f"{ref} as of {as_of.isoformat()}", by_slug=by_slug)
     if row is None or (at_version is not None and row["aggregate_version"] != at_version):
-        raise NotFound(kind, f"{ref} at version {at_version}", by_slug=table.has_slug)
+        raise NotFound(kind, f"{ref} at version {at_version}", by_slug=by_slug)
     return _item(kind, row)
 
 
@@ -287,7 +270,7 @@ def list_versions(
     """One page of versions in order, each with its JSON Patch from the one before."""
     fields = VERSION_FIELDS + (", snapshot" if include_snapshot else "")
     with _cursor(conn) as cur:
-        ident = _find(cur, TABLES[kind], ref)["id"]
+        ident = _find(cur, KINDS[kind], ref)["id"]
         rows = cur.execute(
             f"SELECT {fields} FROM rm_history WHERE aggregate_id = %s AND version > %s "  # noqa: S608
             "ORDER BY version LIMIT %s",
@@ -312,7 +295,7 @@ def diff_versions(
     if from_version > to_version:
         raise InvalidInput.one("from", f"must not be after 'to' ({to_version})")
     with _cursor(conn) as cur:
-        ident = _find(cur, TABLES[kind], ref)["id"]
+        ident = _find(cur, KINDS[kind], ref)["id"]
         rows = cur.execute(
             "SELECT version, snapshot FROM rm_history WHERE aggregate_id = %s "
             "AND version = ANY(%s::bigint[])",

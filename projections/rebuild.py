@@ -17,12 +17,11 @@ from psycopg.types.json import Json
 from projections.current_state import CurrentState, deleted_at, write
 from projections.history import History, snapshot_of
 from projections.json_diff import json_diff
+from projections.kinds import KINDS
 from projections.positions import LOG_SOURCE
 from projections.records import EventRecord
 from projections.runner import PROJECTION_LOCK, Projection
-from projections.states import EVOLVE
 
-KINDS = frozenset({"tool", "dataset", "document"})
 ReadLog = Callable[[int, int], list[EventRecord]]
 
 
@@ -62,7 +61,7 @@ def fold(records: Iterator[EventRecord], on_history: Callable[[list[Any]], None]
 
 def _fold_one(folded: dict[UUID, Folded], r: EventRecord) -> tuple[Any, ...]:
     prior = folded.get(r.aggregate_id)
-    state = EVOLVE[r.kind](prior.state if prior else None, r.to_event())
+    state = KINDS[r.kind].aggregate.evolve(prior.state if prior else None, r.to_event())
     before = prior.snapshot if prior else {}
     after = snapshot_of(state)
     if prior is None:

@@ -9,26 +9,19 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from domain import dataset, document, slug_index, tool
+from domain import slug_index
 from domain.events import DomainEvent, EventMeta, stamp
 from domain.secrets import REDACTED, is_sealed
+from projections.kinds import KIND_OF_EVENT as _KIND_OF_EVENT
+from projections.kinds import KINDS
 
 EVENT_CLASSES: dict[str, type[DomainEvent]] = {
     cls.__name__: cls
-    for cls in (
-        *tool.TOOL_EVENTS,
-        *dataset.DATASET_EVENTS,
-        *document.DOCUMENT_EVENTS,
-        slug_index.SlugClaimed,
-    )
+    for cls in (*(e for k in KINDS.values() for e in k.aggregate.events), slug_index.SlugClaimed)
 }
 
-KIND_OF_EVENT: dict[str, str] = {
-    **{c.__name__: "tool" for c in tool.TOOL_EVENTS},
-    **{c.__name__: "dataset" for c in dataset.DATASET_EVENTS},
-    **{c.__name__: "document" for c in document.DOCUMENT_EVENTS},
-    slug_index.SlugClaimed.__name__: "slug",
-}
+# The kind of each event type; "slug" for the slug index's claims (internal, never published).
+KIND_OF_EVENT: dict[str, str] = {**_KIND_OF_EVENT, slug_index.SlugClaimed.__name__: "slug"}
 
 
 _UUID_FIELDS: dict[type[DomainEvent], tuple[str, ...]] = {}

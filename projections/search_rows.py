@@ -9,23 +9,8 @@ from typing import Any
 
 from psycopg import Cursor
 
+from projections.kinds import KINDS
 from projections.records import EventRecord
-from projections.search_text import UNITS
-
-
-def _fields(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
-    if kind == "tool":
-        return {"slug": doc["slug"], "name": doc["name"], "description": doc["description"],
-                "status": doc["status"], "category": doc["category"], "owner": doc["author"],
-                "link_id": None}  # fmt: skip
-    if kind == "dataset":
-        return {"slug": doc["slug"], "name": doc["name"], "description": doc["description"],
-                "status": doc.get("status"), "category": None, "owner": doc["owner"],
-                "link_id": None}  # fmt: skip
-    link = doc.get("link") or {}
-    return {"slug": None, "name": doc["title"], "description": None, "status": None,
-            "category": None, "owner": None, "link_id": link.get("id")}  # fmt: skip
-
 
 # One round trip per item: upsert its units, drop chunks past the new count, and mark it for the
 # vector indexer. Item-level fields are parameters; only the chunks vary (unnest).
@@ -55,11 +40,12 @@ def write_search_rows(
     cur: Cursor[Any], kind: str, state: Any, record: EventRecord, deleted: bool
 ) -> None:
     doc = {"slug": getattr(state, "slug", None), **state.fields()}
-    units = UNITS[kind](doc)
+    read_kind = KINDS[kind]
+    units = read_kind.units(doc)
     cur.execute(
         _WRITE,
         {
-            **_fields(kind, doc),
+            **read_kind.search_fields(doc),
             "kind": kind,
             "id": state.id,
             "tags": list(doc.get("tags") or []),

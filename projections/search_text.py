@@ -1,4 +1,5 @@
-"""The text that search sees for each item: one unit for a tool or a dataset, and chunks of a
+"""The text that search sees, in units: what each kind's units hold is in its module in
+`projections/kinds`; here are the unit, the schema parameters as text, and the chunks of a
 document (split at headings and paragraphs, with a size cap and an overlap). The lexical and the
 vector index are built from the same units, so both rank the same text."""
 
@@ -22,7 +23,8 @@ class Unit:
     text: str
 
 
-def _params(schema: Any) -> list[str]:
+def schema_params(schema: Any) -> list[str]:
+    """A JSON Schema's top-level parameters as text: `name: description` (or the name)."""
     props = schema.get("properties") if isinstance(schema, dict) else None
     if not isinstance(props, dict):
         return []
@@ -31,32 +33,6 @@ def _params(schema: Any) -> list[str]:
         described = spec.get("description") if isinstance(spec, dict) else None
         out.append(f"{name}: {described}" if isinstance(described, str) else str(name))
     return out
-
-
-def tool_units(doc: dict[str, Any]) -> list[Unit]:
-    # Most telling first: the embedding model truncates long text.
-    parts = [f"{doc['name']}.", doc["description"], f"Category: {doc['category']}."]
-    if doc.get("tags"):
-        parts.append("Tags: " + ", ".join(doc["tags"]) + ".")
-    params = _params(doc.get("input_schema"))
-    if params:
-        parts.append("Parameters: " + "; ".join(params) + ".")
-    if doc.get("long_description"):
-        parts.append(doc["long_description"])
-    return [Unit(0, None, " ".join(parts))]
-
-
-def dataset_units(doc: dict[str, Any]) -> list[Unit]:
-    parts = [f"{doc['name']}.", doc["description"]]
-    if doc.get("tags"):
-        parts.append("Tags: " + ", ".join(doc["tags"]) + ".")
-    columns = [
-        f"{c['name']} ({c['type']})" + (f": {c['description']}" if c.get("description") else "")
-        for c in doc.get("columns") or []
-    ]
-    if columns:
-        parts.append("Columns: " + "; ".join(columns) + ".")
-    return [Unit(0, None, " ".join(parts))]
 
 
 def _sections(content: str) -> list[tuple[str | None, list[str]]]:
@@ -106,7 +82,7 @@ def _tail(text: str, size: int) -> str:
     return text[cut + 1 :] if cut != -1 else text[-size:]
 
 
-def document_units(
+def chunk_document(
     doc: dict[str, Any], cap: int = CHUNK_CHARS, overlap: int = OVERLAP_CHARS
 ) -> list[Unit]:
     """Chunks that never cross a heading, hold whole paragraphs where they fit, stay under
@@ -133,5 +109,3 @@ def _unit(index: int, title: str, heading: str | None, body: str) -> Unit:
     prefix = f"{title}. {heading}." if heading else f"{title}."
     return Unit(index, heading, f"{prefix} {body}".strip())
 
-
-UNITS = {"tool": tool_units, "dataset": dataset_units, "document": document_units}

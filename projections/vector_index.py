@@ -30,12 +30,13 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 
 from projections import advisory_locks
+from projections.kinds import KINDS
 from projections.vector_ports import Embedder, VectorPoint, VectorStore
 
 log = structlog.get_logger("projections.vectors")
 
 Connect = Callable[[], AbstractContextManager[Connection[Any]]]
-COLLECTIONS = {"tool": "tools", "document": "document_chunks", "dataset": "datasets"}
+COLLECTIONS = {name: kind.collection for name, kind in KINDS.items()}
 VECTOR_LOCK = advisory_locks.VECTOR_INDEX
 UNIT_COLUMNS = (
     "kind, id, chunk, slug, name, heading, body, status, category, tags, owner, link_id, "

@@ -10,22 +10,21 @@ from uuid import UUID
 
 from psycopg import Connection
 
-from domain import dataset, document, tool
 from domain.events import DomainEvent
-from projections.current_state import TABLES
+from projections.kinds import KINDS
 from projections.records import EventRecord, redact_sealed
-
-REPLAY = {"tool": tool.replay, "dataset": dataset.replay, "document": document.replay}
 
 
 def replayed_states(records: Iterable[EventRecord]) -> dict[UUID, tuple[str, Any]]:
     events: dict[UUID, list[DomainEvent]] = defaultdict(list)
     kinds: dict[UUID, str] = {}
     for r in records:
-        if r.kind in REPLAY:
+        if r.kind in KINDS:
             events[r.aggregate_id].append(r.to_event())
             kinds[r.aggregate_id] = r.kind
-    return {aid: (kinds[aid], REPLAY[kinds[aid]](evs)) for aid, evs in events.items()}
+    return {
+        aid: (kinds[aid], KINDS[kinds[aid]].aggregate.replay(evs)) for aid, evs in events.items()
+    }
 
 
 def differences(
@@ -35,7 +34,8 @@ def differences(
     expected = replayed_states(records)
     found: list[str] = []
     rows: dict[UUID, dict[str, Any]] = {}
-    for kind, table in TABLES.items():
+    for kind, spec in KINDS.items():
+        table = spec.table.name
         for row in conn.execute(f"SELECT id, aggregate_version, doc FROM {table}").fetchall():  # noqa: S608
             rows[row["id"]] = {**row, "kind": kind}
     history = {

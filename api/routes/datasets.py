@@ -25,6 +25,7 @@ from api.schemas import ERRORS, READ_ERRORS, WriteResponse, page_model
 from commands import datasets as handlers
 from commands.inputs import ChangeColumns, DescribeDataset, RecordProfile, RegisterDataset
 from projections import queries
+from projections.kinds import KINDS
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -38,7 +39,7 @@ def list_datasets(  # noqa: PLR0917 - FastAPI reads the signature
     status: Literal["active", "archived"] | None = None,
     text: Words = None,
     include_deleted: IncludeDeleted = False,
-    sort: Annotated[str, sort_param(queries.TABLES["dataset"].sorts)] = queries.DEFAULT_SORT,
+    sort: Annotated[str, sort_param(KINDS["dataset"].table.sorts)] = queries.DEFAULT_SORT,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Any:

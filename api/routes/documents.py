@@ -26,6 +26,7 @@ from api.schemas import ERRORS, READ_ERRORS, WriteResponse, page_model
 from commands import documents as handlers
 from commands.inputs import AddDocument, RetagDocument, ReviseDocument
 from projections import queries
+from projections.kinds import KINDS
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
@@ -40,7 +41,7 @@ def list_documents(  # noqa: PLR0917 - FastAPI reads the signature
     ] = None,
     text: Words = None,
     include_deleted: IncludeDeleted = False,
-    sort: Annotated[str, sort_param(queries.TABLES["document"].sorts)] = queries.DEFAULT_SORT,
+    sort: Annotated[str, sort_param(KINDS["document"].table.sorts)] = queries.DEFAULT_SORT,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Any:

@@ -32,6 +32,7 @@ from commands.import_tools import import_tools
 from commands.inputs import RegisterTool, ToolBatch, UpdateTool
 from domain.errors import InvalidInput
 from projections import queries
+from projections.kinds import KINDS
 
 router = APIRouter(prefix="/tools", tags=["tools"])
 
@@ -45,7 +46,7 @@ def list_tools(  # noqa: PLR0917 - FastAPI reads the signature
     status: Literal["draft", "active", "deprecated"] | None = None,
     text: Words = None,
     include_deleted: IncludeDeleted = False,
-    sort: Annotated[str, sort_param(queries.TABLES["tool"].sorts)] = queries.DEFAULT_SORT,
+    sort: Annotated[str, sort_param(KINDS["tool"].table.sorts)] = queries.DEFAULT_SORT,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Any:

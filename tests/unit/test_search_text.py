@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections.search import _fuse, _Match
-from projections.search_text import CHUNK_CHARS, OVERLAP_CHARS, document_units, tool_units
+from projections.kinds.tool import units as tool_units
+from projections.search_text import CHUNK_CHARS, OVERLAP_CHARS
+from projections.search_text import chunk_document as document_units
 
 words = st.text(alphabet="abcdefghij ", min_size=1, max_size=400).map(str.strip).filter(bool)
 paragraphs = st.lists(words, min_size=1, max_size=6).map(" ".join)

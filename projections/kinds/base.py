@@ -1,0 +1,59 @@
+"""The shape of a registry entry: everything the read side and the wire need to know about one
+kind of aggregate. Per-kind modules fill one in; `projections.kinds` lists them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Json
+
+from domain.kinds import AggregateKind
+from projections.search_text import Unit
+
+# Writes an aggregate's current-state row(s): (cursor, state, record, created, deleted). Typed
+# loosely: the records module reads this registry, so it is not imported here.
+Writer = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Table:
+    """The current-state table of a kind, as the queries read it."""
+
+    name: str
+    sorts: tuple[str, ...]
+    # Extra select-list entries (the dataset's columns come from their own table).
+    extra: str = ""
+    # Tables of this kind's own besides `name`, emptied with it on a reset.
+    companions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReadKind:
+    aggregate: AggregateKind[Any]
+    table: Table
+    write: Writer
+    # The text search sees (one unit, or a document's chunks) and the item-level search fields
+    # (slug, name, description, status, category, owner, link_id).
+    units: Callable[[dict[str, Any]], list[Unit]]
+    search_fields: Callable[[dict[str, Any]], dict[str, Any]]
+    collection: str  # vector index collections are named after it
+    topic: str  # Kafka topic suffix, versioned: `<prefix>.<topic>`
+    deleted_by: tuple[str, ...]  # the event types that (soft) delete it
+
+    @property
+    def name(self) -> str:
+        return self.aggregate.name
+
+    @property
+    def has_slug(self) -> bool:
+        return self.aggregate.has_slug
+
+    def state_from_doc(self, aggregate_id: Any, version: int, doc: dict[str, Any]) -> Any:
+        return self.aggregate.state(id=aggregate_id, aggregate_version=version, **doc)
+
+
+def doc_json(state: Any) -> Json:
+    # States here are folded from EventRecords, whose secrets are already redacted.
+    return Json(state.fields())
