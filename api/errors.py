@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.headers import SECURITY_HEADERS
 from commands.errors import (
     CommandError,
     IdempotencyKeyReused,
@@ -31,14 +32,16 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details or []
 
 
-def envelope(
-    request: Request,
+def error_response(  # noqa: PLR0917
+    request_id: str | None,
     status: int,
     code: str,
     message: str,
     details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    request_id = getattr(request.state, "request_id", None)
+    """The one error envelope: {"error": {"code", "message", "details", "request_id"}}. Also an
+    ASGI app, for middleware that answers before the routes."""
     body = {
         "error": {
             "code": code,
@@ -47,7 +50,18 @@ def envelope(
             "request_id": request_id,
         }
     }
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def envelope(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    return error_response(request_id, status, code, message, details)
 
 
 def _field_of(loc: tuple[Any, ...]) -> str:
@@ -108,8 +122,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     message = "an unexpected error occurred; see the logs"
     response = envelope(request, 500, "internal_error", message)
     # Sent outside the middleware stack: the security headers are added here.
-    from api.security import SECURITY_HEADERS
-
     response.headers.update(SECURITY_HEADERS)
     return response
 

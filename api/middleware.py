@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 log = structlog.get_logger("api.access")
@@ -34,13 +35,13 @@ class RequestContext:
 
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await _too_large(send, request_id, self.max_body_bytes)
+            await _too_large(scope, send, request_id, self.max_body_bytes)
             return
         if length is None and b"transfer-encoding" in headers:
             # A streamed body announces no size: read it, up to the limit, before the app does.
             received = await _read_limited(receive, self.max_body_bytes)
             if received is None:
-                await _too_large(send, request_id, self.max_body_bytes)
+                await _too_large(scope, send, request_id, self.max_body_bytes)
                 return
             receive = _replay(received, receive)
 
@@ -91,25 +92,12 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
-async def _too_large(send: Send, request_id: str, limit: int) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "code": "payload_too_large",
-                "message": f"the request body is larger than {limit} bytes",
-                "details": [],
-                "request_id": request_id,
-            }
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"x-request-id", request_id.encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _too_large(scope: Scope, send: Send, request_id: str, limit: int) -> None:
+    message = f"the request body is larger than {limit} bytes"
+    headers = {"x-request-id": request_id}
+    response = error_response(request_id, 413, "payload_too_large", message, headers=headers)
+    await response(scope, _nothing_to_receive, send)
+
+
+async def _nothing_to_receive() -> Message:
+    return {"type": "http.disconnect"}

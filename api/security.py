@@ -11,7 +11,6 @@ With MCP_LEDGER_AUTH=off every request acts as the built-in admin "anonymous".""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from api.errors import ApiError, error_response
+from api.headers import HSTS, SECURITY_HEADERS
 from infra.api_keys import ANONYMOUS, PREFIX, ApiKeys, Principal, Role, key_store, parse
 from infra.rate_limit import Decision, LocalBuckets, RateLimiter
 from infra.redis_client import RedisHandle
@@ -36,16 +37,6 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MCP_PATH = "/mcp"
 ADMIN_PREFIX = "/api/v1/admin"
 
-SECURITY_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
-    "cache-control": "no-store",
-    # JSON answers need nothing from a browser: no scripts, frames, forms or base URI.
-    "content-security-policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
-    "form-action 'none'",
-}
-HSTS = "max-age=31536000; includeSubDomains"
 CORS_HEADERS = [
     "Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID", "X-Reason",
     "X-Actor", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID",
@@ -183,25 +174,16 @@ async def _deny(  # noqa: PLR0917
     message: str,
     challenge: str | None = None,
     details: list[dict[str, Any]] | None = None,
-    extra: list[tuple[bytes, bytes]] | None = None,
+    extra: dict[str, str] | None = None,
 ) -> None:
+    headers = {**({"www-authenticate": challenge} if challenge else {}), **(extra or {})}
     request_id = scope.get("state", {}).get("request_id")
-    body = json.dumps(
-        {
-            "error": {
-                "code": code,
-                "message": message,
-                "details": details or [],
-                "request_id": request_id,
-            }
-        }
-    ).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if challenge:
-        headers.append((b"www-authenticate", challenge.encode()))
-    headers += extra or []
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    response = error_response(request_id, status, code, message, details, headers)
+    await response(scope, _nothing_to_receive, send)
+
+
+async def _nothing_to_receive() -> Message:
+    return {"type": "http.disconnect"}
 
 
 async def _rate_limited(scope: Scope, send: Send, route_class: str, decision: Decision) -> None:
@@ -213,11 +195,11 @@ async def _rate_limited(scope: Scope, send: Send, route_class: str, decision: De
         "rate_limited",
         f"too many {route_class} requests; retry in {decision.retry_after} s",
         details=[{"field": "Retry-After", "message": str(decision.retry_after)}],
-        extra=[
-            (b"retry-after", str(decision.retry_after).encode()),
-            (b"x-ratelimit-limit", str(decision.limit).encode()),
-            (b"x-ratelimit-remaining", b"0"),
-        ],
+        extra={
+            "retry-after": str(decision.retry_after),
+            "x-ratelimit-limit": str(decision.limit),
+            "x-ratelimit-remaining": "0",
+        },
     )
 
 
@@ -258,7 +240,7 @@ async def _too_many_failures(scope: Scope, send: Send, decision: Decision) -> No
         "too_many_failed_authentications",
         f"too many failed authentications from this address; retry in {decision.retry_after} s",
         details=[{"field": "Authorization", "message": "failed too often from this address"}],
-        extra=[(b"retry-after", str(decision.retry_after).encode())],
+        extra={"retry-after": str(decision.retry_after)},
     )
 
 
@@ -359,8 +341,6 @@ def principal_of(request: Request) -> Principal:
     """The request's principal (set by the Guard); none means the Guard did not run."""
     principal = getattr(request.state, "principal", None)
     if not isinstance(principal, Principal):
-        from api.errors import ApiError
-
         raise ApiError(401, "unauthorized", _NEED_KEY)
     return principal
 
@@ -371,8 +351,6 @@ def require(role: Role) -> Callable[[Request], Principal]:
     def check(request: Request) -> Principal:
         principal = principal_of(request)
         if not principal.allows(role):
-            from api.errors import ApiError
-
             raise ApiError(403, "forbidden", f"this route needs the {role} role")
         return principal
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 dev_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Development helpers (need a checkout of the repository).",
     no_args_is_help=True,
 )

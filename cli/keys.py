@@ -9,17 +9,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli import common
 from infra.api_keys import ROLES, KeyError_, key_store
 
 keys_app = typer.Typer(
-    help="API keys (Authorization: Bearer <key>): create, list, revoke.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="API keys (sent as `Authorization: Bearer KEY`): create, list and revoke them.",
+    no_args_is_help=True,
 )
 
 
 def _keys() -> tuple[Any, Any]:
-    from cli.main import _container, _settings
 
-    container = _container(_settings())
+    container = common.container(common.settings())
     return container, key_store(container.read_side)
 
 

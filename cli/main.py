@@ -9,41 +9,22 @@ from typing import Annotated
 import structlog
 import typer
 
-from cli import read_side
+from cli import common, read_side
+from cli.client import datasets_app, tools_app
 from cli.dev import dev_app
 from cli.keys import keys_app
 from cli.mcp import mcp as mcp_server
 from cli.ops import ops_app
 from cli.relay import relay
-from infra.logging import configure_logging
-from infra.settings import Settings, SettingsError, load_settings
+from infra.settings import Settings
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="mcp-ledger: an event-sourced registry of MCP tools, datasets and documents.",
     no_args_is_help=True,
     add_completion=False,
 )
 log = structlog.get_logger("cli")
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        settings = load_settings(**overrides)
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
-
-
-def _container(settings: Settings):  # type: ignore[no-untyped-def]
-    from infra.container import build_container
-
-    try:
-        return build_container(settings)
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 def _serve(
@@ -56,8 +37,8 @@ def _serve(
     # SIGTERM becomes SystemExit, so `finally` closes the container (and stops the embedded
     # Postgres) whether it arrives during start-up or after uvicorn's graceful shutdown, when
     # uvicorn re-raises the signal it caught.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    container = _container(settings)
+    signal.signal(signal.SIGTERM, common.exit_on_signal)
+    container = common.container(settings)
     try:
         mode = "embedded" if settings.embedded else "server"
         log.info("starting", mode=mode, host=host, port=port, data_dir=str(settings.data_dir))
@@ -83,10 +64,6 @@ def _serve(
         container.close()
 
 
-def _exit_on_signal(signum: int, _: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 @app.command()
 def up(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
@@ -98,7 +75,7 @@ def up(
     """Run everything in one process on the embedded default (a real Postgres under
     ./.mcp-ledger unless DATABASE_URL is set). API at http://HOST:PORT/api/v1, docs at /docs."""
     overrides = {"data_dir": data_dir} if data_dir else {}
-    _serve(_settings(**overrides), host, port, follow_log=True, with_mcp=True)
+    _serve(common.settings(**overrides), host, port, follow_log=True, with_mcp=True)
 
 
 @app.command()
@@ -112,7 +89,7 @@ def api(
     """Run the HTTP API (commands and queries, and the MCP server at /mcp) against DATABASE_URL
     (embedded if unset). The read models are kept by `mcp-ledger projector`, or pass
     --follow-log to keep them here."""
-    _serve(_settings(), host, port, follow_log=follow_log, with_mcp=True)
+    _serve(common.settings(), host, port, follow_log=follow_log, with_mcp=True)
 
 
 @app.command()
@@ -129,7 +106,7 @@ def migrate(
     was. Safe to run again."""
     from infra.schema import SchemaError, current_revision, migrate_to, revisions
 
-    settings = _settings()
+    settings = common.settings()
     url, close = _database_url(settings)
     try:
         if show:
@@ -169,8 +146,10 @@ def import_(
     """Bulk-register tools from FILE, appended in all-or-nothing batches, with progress."""
     from cli.importing import run_import
 
-    settings = _settings()
-    code = run_import(_container(settings), file, batch_size or settings.import_batch_size, actor)
+    settings = common.settings()
+    code = run_import(
+        common.container(settings), file, batch_size or settings.import_batch_size, actor
+    )
     raise typer.Exit(code)
 
 
@@ -182,6 +161,8 @@ app.command()(read_side.projector)
 app.command()(read_side.rebuild)
 app.command()(read_side.verify)
 app.command()(read_side.status)
+app.add_typer(tools_app, name="tools")
+app.add_typer(datasets_app, name="datasets")
 app.add_typer(read_side.dlq_app, name="dlq")
 app.add_typer(ops_app)  # backup, restore
 app.add_typer(keys_app, name="keys")

@@ -9,14 +9,12 @@ from typing import Annotated
 
 import typer
 
+from cli import common
+
 
 class Transport(StrEnum):
     http = "http"
     stdio = "stdio"
-
-
-def _exit_on_signal(signum: int, _: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def mcp(
@@ -32,10 +30,9 @@ def mcp(
     """Run the MCP server over the read models against DATABASE_URL (embedded if unset). The
     read models are kept by `mcp-ledger projector` (or `up`), or pass --follow-log. `mcp-ledger
     up` and `mcp-ledger api` also serve it at /mcp beside the API. Logs go to stderr."""
-    from cli.main import _container, _settings
 
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    container = _container(_settings())
+    signal.signal(signal.SIGTERM, common.exit_on_signal)
+    container = common.container(common.settings())
     stop = threading.Event()
     worker = None
     try:
@@ -52,9 +49,12 @@ def mcp(
         else:
             import uvicorn
 
+            from api.security import install_access_control, install_security_headers
             from mcp_adapter.http import standalone_app
 
             app = standalone_app(container, host)
+            install_access_control(app, container)  # keys, rate limits, headers as in the API
+            install_security_headers(app, container.settings)
             uvicorn.run(
                 app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False
             )

@@ -21,6 +21,7 @@ import psycopg
 import typer
 from cryptography.fernet import Fernet, InvalidToken
 
+from cli import common
 from infra.event_store import EVENTS_TABLE, IDEMPOTENCY_TABLE
 
 DATA_KEYS_TABLE = "ledger_data_keys"
@@ -33,7 +34,7 @@ OPTIONAL_TABLES = ("usage_stats",)
 # they describe Kafka's copy of the log that a restore replaces, so a restore clears them.
 KAFKA_BOOKKEEPING = ("relay_checkpoints", "relay_partitions", "projection_checkpoints")
 
-ops_app = typer.Typer(help="Back up and restore the event store.")
+ops_app = typer.Typer(rich_markup_mode="markdown", help="Back up and restore the event store.")
 
 PgBin = Annotated[
     Path | None,
@@ -51,9 +52,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _database_url() -> str:
-    from cli.main import _settings
-
-    settings = _settings()
+    settings = common.settings()
     if settings.database_url is None:
         raise _fail(
             "DATABASE_URL: missing; backup and restore work on a Postgres server "
@@ -202,14 +201,12 @@ def restore(
     """Restore the event store from FILE into DATABASE_URL, then rebuild and verify every read
     model. Stop the api, relay and projectors first. Afterwards start them with a new
     MCP_LEDGER_KAFKA_TOPIC_PREFIX: the relay republishes the restored log from the start."""
-    from cli.main import _container, _settings
-
     if not file.is_file():
         raise _fail(f"{file}: no such file", 2)
     url = _database_url()
     target, env = libpq_target(url)
-    settings = _settings()
-    _container(settings).close()  # migrates: the tables exist, empty on a new database
+    settings = common.settings()
+    common.container(settings).close()  # migrates: the tables exist, empty on a new database
     with psycopg.connect(url, autocommit=True) as conn:
         major = _server_major(conn)
         tool = pg_tool("pg_restore", major, pg_bin)

@@ -12,19 +12,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from cli import common
 from projections.rebuild import rebuild as rebuild_projections
 from projections.rebuild import stream_log
 from projections.verify import differences
 
 PROJECTIONS = ("current_state", "history", "vectors")
-dlq_app = typer.Typer(help="Inspect and replay dead-lettered events.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Inspect and replay dead-lettered events.",
+    no_args_is_help=True,
+)
 
 
 def _container() -> Any:
-    from cli.main import _container as build
-    from cli.main import _settings
-
-    return build(_settings())
+    return common.container(common.settings())
 
 
 def projector(
@@ -45,12 +47,9 @@ def projector(
 ) -> None:
     """Keep the read models up to date, from Kafka or the event store's log (until SIGTERM:
     the batch in hand is applied and its checkpoint committed, then it exits 0)."""
-    from cli.main import _container as build
-    from cli.main import _settings
-
-    settings = _settings()
+    settings = common.settings()
     chosen = _projector_source(source, settings)
-    container = build(settings)
+    container = common.container(settings)
     stop_metrics = _serve_metrics(metrics_port or settings.metrics_port, container)
     stop_indexer = _start_indexer(settings, container)
     try:
@@ -171,14 +170,12 @@ def rebuild(
 
 
 def _rebuild_vectors(model: str | None) -> None:
-    from cli.main import _container as build
-    from cli.main import _settings
     from infra.search_wiring import build_embedder, build_vector_store
     from infra.vector_store import VectorStoreError
     from projections.vector_index import VectorIndexer, live_units
 
-    settings = _settings()
-    container = build(settings)
+    settings = common.settings()
+    container = common.container(settings)
     try:
         embedder = build_embedder(settings, model)
         store = build_vector_store(settings)

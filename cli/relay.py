@@ -9,18 +9,14 @@ from typing import Annotated, Any
 import structlog
 import typer
 
-from infra.logging import configure_logging
-from infra.settings import Settings, SettingsError, load_settings
+from cli import common
+from infra.settings import Settings, SettingsError
 
 log = structlog.get_logger("cli")
 
 
 def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    settings = common.settings()
     if not settings.kafka_bootstrap_servers:
         typer.echo(
             "KAFKA_BOOTSTRAP_SERVERS: missing; the relay needs a Kafka broker, "
@@ -28,7 +24,6 @@ def _settings() -> Settings:
             err=True,
         )
         raise typer.Exit(2)
-    configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("kafka").setLevel(logging.WARNING)  # chatty at INFO
     return settings
 

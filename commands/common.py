@@ -150,6 +150,21 @@ def change(
     return WriteResult(first.id, first.version, first.position)
 
 
+def _revealed(deps: CommandDeps, aggregate_id: UUID, value: Any, old: Any) -> Any:
+    """`value` with the secrets it only shows as placeholders (or as their stored sealed
+    values) put back in clear from `old`, so sealing it whole keeps them: a key that becomes
+    sensitive may hold secrets sealed on their own before."""
+    if isinstance(value, dict):
+        old_map = old if isinstance(old, dict) else {}
+        return {k: _revealed(deps, aggregate_id, v, old_map.get(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        old_items = old if isinstance(old, list) and len(old) == len(value) else [None] * len(value)
+        return [_revealed(deps, aggregate_id, v, o) for v, o in zip(value, old_items, strict=True)]
+    if is_sealed(old) and value in (REDACTED, old):
+        return deps.sealer.unseal(aggregate_id, old)
+    return value
+
+
 def seal_sensitive(
     deps: CommandDeps,
     aggregate_id: UUID,
@@ -167,6 +182,6 @@ def seal_sensitive(
         if old is not None and (value == REDACTED or (is_sealed(value) and value == old)):
             sealed = old
         else:
-            sealed = deps.sealer.seal(aggregate_id, value)
+            sealed = deps.sealer.seal(aggregate_id, _revealed(deps, aggregate_id, value, old))
         out = with_value(out, path, sealed)
     return out

@@ -26,7 +26,7 @@ class VersionConflict(CommandError):
     code = "version_conflict"
 
     def __init__(self, expected: int | None, actual: int | None) -> None:
-        if expected is None:
+        if expected is None or actual is None:
             text = "another change was saved first; reload and retry"
         else:
             text = f"expected version {expected}, but the current version is {actual}"

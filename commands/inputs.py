@@ -6,6 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from domain import dataset, document, tool
+from domain.validation import SLUG_MAX
+
+# Length limits are the domain's: the schema refuses early what the domain would refuse.
+TOOL_TEXT = tool.TEXT_LIMITS
+DATASET_TEXT = dataset.TEXT_LIMITS
+DOCUMENT_META = document.METADATA_LIMITS
+
 # Only JSON: YAML dates/sets or NaN would otherwise reach the event store (a crash, or "NaN" in
 # the stored JSON that other readers cannot parse).
 JsonObject = dict[str, JsonValue]
@@ -42,11 +50,13 @@ class _Input(BaseModel):
 class RegisterTool(_Input):
     model_config = STRICT_JSON
 
-    slug: str = Field(examples=["weather-lookup"], max_length=63)
-    name: str = Field(examples=["Weather lookup"], max_length=200)
-    description: str = Field(examples=["Current weather for a city"], max_length=2000)
-    long_description: str | None = Field(default=None, max_length=100_000)
-    category: str = Field(examples=["weather"], max_length=100)
+    slug: str = Field(examples=["weather-lookup"], max_length=SLUG_MAX)
+    name: str = Field(examples=["Weather lookup"], max_length=TOOL_TEXT["name"])
+    description: str = Field(
+        examples=["Current weather for a city"], max_length=TOOL_TEXT["description"]
+    )
+    long_description: str | None = Field(default=None, max_length=tool.LONG_DESCRIPTION_MAX)
+    category: str = Field(examples=["weather"], max_length=TOOL_TEXT["category"])
     tags: list[str] = Field(default_factory=list, examples=[["weather", "geo"]])
     examples: list[JsonObject] = Field(default_factory=list)
     input_schema: JsonObject = Field(
@@ -54,7 +64,7 @@ class RegisterTool(_Input):
     )
     output_schema: JsonObject | None = None
     version: str = Field(examples=["1.0.0"], description="Semantic version; only moves forward")
-    author: str = Field(examples=["platform-team"], max_length=200)
+    author: str = Field(examples=["platform-team"], max_length=TOOL_TEXT["author"])
     config: JsonObject = Field(
         default_factory=dict,
         description="Free JSON; values under sensitive keys are sealed and never shown again",
@@ -70,16 +80,16 @@ class RegisterTool(_Input):
 class UpdateTool(_Input):
     model_config = STRICT_JSON
 
-    name: str | None = Field(default=None, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
-    long_description: str | None = Field(default=None, max_length=100_000)
-    category: str | None = Field(default=None, max_length=100)
+    name: str | None = Field(default=None, max_length=TOOL_TEXT["name"])
+    description: str | None = Field(default=None, max_length=TOOL_TEXT["description"])
+    long_description: str | None = Field(default=None, max_length=tool.LONG_DESCRIPTION_MAX)
+    category: str | None = Field(default=None, max_length=TOOL_TEXT["category"])
     tags: list[str] | None = None
     examples: list[JsonObject] | None = None
     input_schema: JsonObject | None = None
     output_schema: JsonObject | None = None
     version: str | None = None
-    author: str | None = Field(default=None, max_length=200)
+    author: str | None = Field(default=None, max_length=TOOL_TEXT["author"])
     config: JsonObject | None = None
     sensitive_keys: list[str] | None = None
 
@@ -109,39 +119,41 @@ Scalar = str | int | float | bool | None
 class DatasetSource(_Input):
     kind: DatasetSourceKind = Field(examples=["postgres_table"])
     uri: str = Field(
-        max_length=2000,
+        max_length=dataset.URI_MAX,
         examples=["postgresql://warehouse.internal/sales?table=public.orders"],
         description="Where the data lives; must not embed a password",
     )
 
 
 class Column(_Input):
-    name: str = Field(max_length=200, examples=["order_id"])
-    type: str = Field(max_length=100, examples=["bigint"])
+    name: str = Field(max_length=dataset.COLUMN_LIMITS["name"], examples=["order_id"])
+    type: str = Field(max_length=dataset.COLUMN_LIMITS["type"], examples=["bigint"])
     nullable: bool = True
-    description: str | None = Field(default=None, max_length=2000)
+    description: str | None = Field(default=None, max_length=dataset.COLUMN_LIMITS["description"])
 
 
 class RegisterDataset(_Input):
-    slug: str = Field(examples=["sales-orders"], max_length=63)
-    name: str = Field(examples=["Sales orders"], max_length=200)
-    description: str = Field(examples=["One row per order since 2019"], max_length=2000)
+    slug: str = Field(examples=["sales-orders"], max_length=SLUG_MAX)
+    name: str = Field(examples=["Sales orders"], max_length=DATASET_TEXT["name"])
+    description: str = Field(
+        examples=["One row per order since 2019"], max_length=DATASET_TEXT["description"]
+    )
     source: DatasetSource
     columns: list[Column] = Field(
         default_factory=list,
-        max_length=2000,
+        max_length=dataset.MAX_COLUMNS,
         examples=[[{"name": "order_id", "type": "bigint", "nullable": False}]],
         description="Column names must be unique",
     )
     tags: list[str] = Field(default_factory=list, examples=[["sales", "finance"]])
-    owner: str = Field(examples=["data-platform"], max_length=200)
+    owner: str = Field(examples=["data-platform"], max_length=DATASET_TEXT["owner"])
 
 
 class DescribeDataset(_Input):
-    name: str | None = Field(default=None, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
+    name: str | None = Field(default=None, max_length=DATASET_TEXT["name"])
+    description: str | None = Field(default=None, max_length=DATASET_TEXT["description"])
     tags: list[str] | None = Field(default=None, examples=[["sales"]])
-    owner: str | None = Field(default=None, max_length=200)
+    owner: str | None = Field(default=None, max_length=DATASET_TEXT["owner"])
     source: DatasetSource | None = None
 
     def given(self) -> dict[str, Any]:
@@ -151,7 +163,7 @@ class DescribeDataset(_Input):
 
 class ChangeColumns(_Input):
     columns: list[Column] = Field(
-        max_length=2000,
+        max_length=dataset.MAX_COLUMNS,
         examples=[[{"name": "order_id", "type": "bigint", "nullable": False}]],
         description="The complete new column list; statistics of dropped columns are dropped",
     )
@@ -174,9 +186,13 @@ class RecordProfile(_Input):
 
 
 class DocumentMetadata(_Input):
-    source: str | None = Field(default=None, max_length=2000, examples=["https://wiki/orders"])
-    author: str | None = Field(default=None, max_length=200, examples=["jane"])
-    language: str | None = Field(default=None, max_length=35, examples=["en"])
+    source: str | None = Field(
+        default=None, max_length=DOCUMENT_META["source"], examples=["https://wiki/orders"]
+    )
+    author: str | None = Field(default=None, max_length=DOCUMENT_META["author"], examples=["jane"])
+    language: str | None = Field(
+        default=None, max_length=DOCUMENT_META["language"], examples=["en"]
+    )
 
 
 class DocumentLink(_Input):
@@ -189,8 +205,8 @@ class DocumentLink(_Input):
 
 
 class AddDocument(_Input):
-    title: str = Field(examples=["How orders are counted"], max_length=500)
-    content: str = Field(examples=["# Orders\nOne row per order."], max_length=1_000_000)
+    title: str = Field(examples=["How orders are counted"], max_length=document.MAX_TITLE)
+    content: str = Field(examples=["# Orders\nOne row per order."], max_length=document.MAX_CONTENT)
     content_type: Literal["text/plain", "text/markdown"] = "text/plain"
     metadata: DocumentMetadata = Field(default_factory=DocumentMetadata)
     tags: list[str] = Field(default_factory=list, examples=[["sales"]])
@@ -198,8 +214,8 @@ class AddDocument(_Input):
 
 
 class ReviseDocument(_Input):
-    title: str | None = Field(default=None, max_length=500)
-    content: str | None = Field(default=None, max_length=1_000_000)
+    title: str | None = Field(default=None, max_length=document.MAX_TITLE)
+    content: str | None = Field(default=None, max_length=document.MAX_CONTENT)
     content_type: Literal["text/plain", "text/markdown"] | None = None
     metadata: DocumentMetadata | None = Field(
         default=None, description="Replaces the whole metadata object"

@@ -65,6 +65,10 @@ class IdempotencyStore(Protocol):
 class Sealer(Protocol):
     def seal(self, aggregate_id: UUID, value: Any) -> dict[str, str]: ...
 
+    def unseal(self, aggregate_id: UUID, sealed: Any) -> Any:
+        """The clear value again (a secret moving into a larger sealed one)."""
+        ...
+
 
 @dataclass(frozen=True)
 class CommandDeps:

@@ -17,7 +17,12 @@ from uuid import UUID
 from domain.errors import FieldError, IllegalTransition, InvalidInput
 from domain.events import DomainEvent, EventMeta, stamp
 from domain.kinds import AggregateKind
-from domain.validation import check_slug, check_tags, check_text, normalise_tags
+from domain.validation import (
+    check_slug,
+    check_string,
+    check_tag_list,
+    normalise_tags,
+)
 
 KIND = "dataset"
 STATUSES = ("active", "archived")
@@ -25,8 +30,9 @@ SOURCE_KINDS = ("postgres_table", "csv", "parquet", "url", "json", "api", "other
 # Fields a DatasetDescribed may change. Columns and profile have their own commands.
 DESCRIBABLE = ("name", "description", "tags", "owner", "source")
 MAX_COLUMNS = 2000
-_TEXT_LIMITS = {"name": 200, "description": 2000, "owner": 200}
-_COLUMN_LIMITS = {"name": 200, "type": 100}
+TEXT_LIMITS = {"name": 200, "description": 2000, "owner": 200}
+COLUMN_LIMITS = {"name": 200, "type": 100, "description": 2000}
+URI_MAX = 2000
 _SOURCE_KEYS = {"kind", "uri"}
 _COLUMN_KEYS = {"name", "type", "nullable", "description"}
 _PROFILE_KEYS = {"row_count", "columns"}
@@ -130,22 +136,10 @@ _FLAG_CHANGES: dict[type[DomainEvent], dict[str, Any]] = {
 }
 
 
-def _text(value: Any, field: str, max_len: int, *, required: bool = True) -> list[FieldError]:
-    if not isinstance(value, str):
-        return [FieldError(field, "must be a string")]
-    return check_text(value, field, max_len=max_len, required=required)
-
-
 def _unknown(data: dict[str, Any], allowed: Iterable[str], where: str) -> list[FieldError]:
     return [
         FieldError(f"{where}{k}", "is not a known field") for k in sorted(set(data) - set(allowed))
     ]
-
-
-def _check_tags(tags: Any) -> list[FieldError]:
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        return [FieldError("tags", "must be a list of strings")]
-    return check_tags(tags)
 
 
 def _is_count(value: Any) -> bool:
@@ -165,7 +159,7 @@ def _check_source(source: Any) -> list[FieldError]:
     errors = _unknown(source, _SOURCE_KEYS, "source.")
     if source.get("kind") not in SOURCE_KINDS:
         errors.append(FieldError("source.kind", f"must be one of {', '.join(SOURCE_KINDS)}"))
-    uri_errors = _text(source.get("uri"), "source.uri", 2000)
+    uri_errors = check_string(source.get("uri"), "source.uri", URI_MAX)
     return errors + (uri_errors or _check_no_password(source["uri"]))
 
 
@@ -184,12 +178,17 @@ def _check_column(column: Any, where: str) -> list[FieldError]:
     if not isinstance(column, dict):
         return [FieldError(where, "must be an object with name and type")]
     errors = _unknown(column, _COLUMN_KEYS, f"{where}.")
-    for key, limit in _COLUMN_LIMITS.items():
-        errors += _text(column.get(key), f"{where}.{key}", limit)
+    for key in ("name", "type"):
+        errors += check_string(column.get(key), f"{where}.{key}", COLUMN_LIMITS[key])
     if not isinstance(column.get("nullable", True), bool):
         errors.append(FieldError(f"{where}.nullable", "must be true or false"))
     if column.get("description") is not None:
-        errors += _text(column["description"], f"{where}.description", 2000, required=False)
+        errors += check_string(
+            column["description"],
+            f"{where}.description",
+            COLUMN_LIMITS["description"],
+            required=False,
+        )
     return errors
 
 
@@ -221,11 +220,11 @@ def _normalise_columns(columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _check_fields(data: dict[str, Any]) -> list[FieldError]:
     errors: list[FieldError] = []
-    for name, limit in _TEXT_LIMITS.items():
+    for name, limit in TEXT_LIMITS.items():
         if name in data:
-            errors += _text(data[name], name, limit)
+            errors += check_string(data[name], name, limit)
     if "tags" in data:
-        errors += _check_tags(data["tags"])
+        errors += check_tag_list(data["tags"])
     if "source" in data:
         errors += _check_source(data["source"])
     return errors

@@ -16,7 +16,7 @@ from uuid import UUID
 from domain.errors import FieldError, IllegalTransition, InvalidInput
 from domain.events import DomainEvent, EventMeta, stamp
 from domain.kinds import AggregateKind
-from domain.validation import check_tags, check_text, normalise_tags
+from domain.validation import check_string, check_tag_list, normalise_tags
 
 KIND = "document"
 CONTENT_TYPES = ("text/plain", "text/markdown")
@@ -94,18 +94,6 @@ DOCUMENT_EVENTS: tuple[type[DomainEvent], ...] = (
 )
 
 
-def _text(value: Any, field: str, max_len: int) -> list[FieldError]:
-    if not isinstance(value, str):
-        return [FieldError(field, "must be a string")]
-    return check_text(value, field, max_len=max_len)
-
-
-def _check_tags(tags: Any) -> list[FieldError]:
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        return [FieldError("tags", "must be a list of strings")]
-    return check_tags(tags)
-
-
 def _check_metadata(metadata: Any) -> list[FieldError]:
     if not isinstance(metadata, dict):
         return [FieldError("metadata", "must be an object with source, author or language")]
@@ -115,7 +103,7 @@ def _check_metadata(metadata: Any) -> list[FieldError]:
     ]
     for key, limit in METADATA_LIMITS.items():
         if metadata.get(key) is not None:
-            errors += _text(metadata[key], f"metadata.{key}", limit)
+            errors += check_string(metadata[key], f"metadata.{key}", limit)
     language = metadata.get("language")
     if isinstance(language, str) and not errors and not LANGUAGE_RE.fullmatch(language):
         errors.append(FieldError("metadata.language", "must be a language tag such as en or pt-BR"))
@@ -147,9 +135,9 @@ def _as_uuid(value: Any) -> UUID | None:
 def _check_fields(data: dict[str, Any]) -> list[FieldError]:
     errors: list[FieldError] = []
     if "title" in data:
-        errors += _text(data["title"], "title", MAX_TITLE)
+        errors += check_string(data["title"], "title", MAX_TITLE)
     if "content" in data:
-        errors += _text(data["content"], "content", MAX_CONTENT)
+        errors += check_string(data["content"], "content", MAX_CONTENT)
     if "content_type" in data and data["content_type"] not in CONTENT_TYPES:
         errors.append(FieldError("content_type", f"must be one of {', '.join(CONTENT_TYPES)}"))
     if "metadata" in data:
@@ -157,7 +145,7 @@ def _check_fields(data: dict[str, Any]) -> list[FieldError]:
     if "link" in data:
         errors += _check_link(data["link"])
     if "tags" in data:
-        errors += _check_tags(data["tags"])
+        errors += check_tag_list(data["tags"])
     return errors
 
 
@@ -219,7 +207,7 @@ def revise_document(
 def retag_document(document: Document, tags: list[str], meta: EventMeta) -> DocumentRetagged | None:
     """Replaces the tags; returns None when they are already the same."""
     _require_live(document)
-    errors = _check_tags(tags)
+    errors = check_tag_list(tags)
     if errors:
         raise InvalidInput(errors)
     new = normalise_tags(tags)

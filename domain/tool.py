@@ -133,16 +133,19 @@ TOOL_EVENTS: tuple[type[DomainEvent], ...] = (
 )
 
 
-_TEXT_LIMITS = {"name": 200, "description": 2000, "category": 100, "author": 200}
+TEXT_LIMITS = {"name": 200, "description": 2000, "category": 100, "author": 200}
+LONG_DESCRIPTION_MAX = 100_000
 
 
 def _check_fields(data: dict[str, Any], *, current_version: str | None) -> list[FieldError]:
     errors: list[FieldError] = []
-    for name, limit in _TEXT_LIMITS.items():
+    for name, limit in TEXT_LIMITS.items():
         if name in data:
             errors += check_text(data[name], name, max_len=limit)
     if data.get("long_description") is not None:
-        errors += check_text(data["long_description"], "long_description", max_len=100_000)
+        errors += check_text(
+            data["long_description"], "long_description", max_len=LONG_DESCRIPTION_MAX
+        )
     if "tags" in data:
         errors += check_tags(data["tags"])
     if "input_schema" in data:

@@ -13,6 +13,7 @@ import semver
 
 from domain.errors import FieldError
 
+SLUG_MAX = 63
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 MAX_TAGS = 32
@@ -36,6 +37,22 @@ def check_text(value: str, field: str, *, max_len: int, required: bool = True) -
     if len(value) > max_len:
         return [FieldError(field, f"must be at most {max_len} characters")]
     return []
+
+
+def check_string(
+    value: Any, field: str, max_len: int, *, required: bool = True
+) -> list[FieldError]:
+    """`check_text` for input whose type is not known yet."""
+    if not isinstance(value, str):
+        return [FieldError(field, "must be a string")]
+    return check_text(value, field, max_len=max_len, required=required)
+
+
+def check_tag_list(tags: Any) -> list[FieldError]:
+    """`check_tags` for input whose type is not known yet."""
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return [FieldError("tags", "must be a list of strings")]
+    return check_tags(tags)
 
 
 def check_tags(tags: Iterable[str], field: str = "tags") -> list[FieldError]:

@@ -25,14 +25,10 @@ def _http_app(server: LedgerServer, host: str, max_body_bytes: int) -> Starlette
 
 
 def standalone_app(container: Container, host: str) -> Starlette:
-    """Only the MCP server, at /mcp (API keys, rate limits and headers as in the API)."""
-    from api.security import install_access_control, install_security_headers
-
+    """Only the MCP server, at /mcp. The caller adds the HTTP edge (keys, rate limits, headers:
+    api.security), as it does for the API."""
     server = build_server(container)
-    app = _http_app(server, host, container.settings.max_body_bytes)
-    install_access_control(app, container)
-    install_security_headers(app, container.settings)
-    return app
+    return _http_app(server, host, container.settings.max_body_bytes)
 
 
 def mount_mcp(app: FastAPI, container: Container, host: str = "127.0.0.1") -> LedgerServer:

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
-pytest_plugins = ["tests.kafka_fixtures"]
+pytest_plugins = ["tests.kafka_fixtures", "tests.budget"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,16 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from psycopg.types.json import Json
 
 from domain.kinds import AggregateKind
 from projections.search_text import Unit
 
-# Writes an aggregate's current-state row(s): (cursor, state, record, created, deleted). Typed
-# loosely: the records module reads this registry, so it is not imported here.
-Writer = Callable[..., None]
+class Applied(Protocol):
+    """What a writer needs of the event it applies (an EventRecord; the records module reads
+    this registry, so it cannot be imported here)."""
+
+    @property
+    def position(self) -> int: ...
+
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+# Writes an aggregate's current-state row(s): (cursor, state, event, created, deleted).
+Writer = Callable[[Any, Any, Applied, datetime, "datetime | None"], None]
 
 
 @dataclass(frozen=True)

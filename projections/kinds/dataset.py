@@ -4,24 +4,21 @@ collection and topic."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psycopg import Cursor
 
 from domain import dataset
-from projections.kinds.base import ReadKind, Table, doc_json
+from projections.kinds.base import Applied, ReadKind, Table, doc_json
 from projections.search_text import Unit
 
 COLUMNS = """, (SELECT coalesce(jsonb_agg(jsonb_build_object('name', c.name, 'type', c.type,
     'nullable', c.nullable, 'description', c.description) ORDER BY c.ordinal), '[]')
     FROM rm_dataset_columns c WHERE c.dataset_id = t.id) AS columns"""
 
-if TYPE_CHECKING:
-    from projections.records import EventRecord
-
 
 def write(
-    cur: Cursor[Any], d: Any, r: EventRecord, created: datetime, deleted: datetime | None
+    cur: Cursor[Any], d: Any, r: Applied, created: datetime, deleted: datetime | None
 ) -> None:
     cur.execute(
         """INSERT INTO rm_datasets (id, slug, name, description, owner, tags, status, source_kind,

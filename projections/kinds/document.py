@@ -4,20 +4,17 @@ topic."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psycopg import Cursor
 
 from domain import document
-from projections.kinds.base import ReadKind, Table, doc_json
+from projections.kinds.base import Applied, ReadKind, Table, doc_json
 from projections.search_text import chunk_document
-
-if TYPE_CHECKING:
-    from projections.records import EventRecord
 
 
 def write(
-    cur: Cursor[Any], d: Any, r: EventRecord, created: datetime, deleted: datetime | None
+    cur: Cursor[Any], d: Any, r: Applied, created: datetime, deleted: datetime | None
 ) -> None:
     link = d.link or {}
     cur.execute(

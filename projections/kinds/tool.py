@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psycopg import Cursor
 
 from domain import tool
-from projections.kinds.base import ReadKind, Table, doc_json
+from projections.kinds.base import Applied, ReadKind, Table, doc_json
 from projections.search_text import Unit, schema_params
-
-if TYPE_CHECKING:
-    from projections.records import EventRecord
 
 
 def write(
-    cur: Cursor[Any], t: Any, r: EventRecord, created: datetime, deleted: datetime | None
+    cur: Cursor[Any], t: Any, r: Applied, created: datetime, deleted: datetime | None
 ) -> None:
     cur.execute(
         """INSERT INTO rm_tools (id, slug, name, description, category, tags, status, semver,

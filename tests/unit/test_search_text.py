@@ -7,10 +7,11 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.search import _fuse, _Match
 from projections.kinds.tool import units as tool_units
+from projections.search import _fuse, _Match
 from projections.search_text import CHUNK_CHARS, OVERLAP_CHARS
 from projections.search_text import chunk_document as document_units
+from tests.budget import examples
 
 words = st.text(alphabet="abcdefghij ", min_size=1, max_size=400).map(str.strip).filter(bool)
 paragraphs = st.lists(words, min_size=1, max_size=6).map(" ".join)
@@ -30,7 +31,7 @@ def markdown(parts: list[tuple[str | None, list[str]]]) -> str:
     return "\n\n".join(out)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(sections)
 def test_chunks_are_capped_cover_every_word_and_never_cross_a_heading(parts) -> None:
     content = markdown(parts)

@@ -24,6 +24,7 @@ from domain.secrets import (
     with_value,
 )
 from domain.validation import check_json_schema, check_slug
+from tests.budget import examples
 from tests.tool_model import (
     ACCEPTED,
     NO_CHANGE,
@@ -82,7 +83,7 @@ def decide(state: domain.Tool, name: str, arg: Any, m: EventMeta) -> Any:
 # --- registration -----------------------------------------------------------------------------
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(body=tool_bodies(slugs=slug_core))
 def test_any_valid_tool_registers_and_replays_to_its_input(body: dict[str, Any]) -> None:
     tool_id = uuid4()
@@ -109,7 +110,7 @@ domain_level_breaks = broken_bodies().filter(
 )
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.too_slow])
 @given(case=domain_level_breaks)
 def test_invalid_registration_names_the_offending_field(case: tuple[str, dict[str, Any]]) -> None:
     field, body = case
@@ -125,7 +126,7 @@ def test_slug_rule_matches_its_specification(value: str) -> None:
     assert (check_slug(value) == []) is valid
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(schema=st.dictionaries(st.text(max_size=12), json_values, max_size=4), where=json_values)
 def test_json_schema_check_never_crashes(schema: dict[str, Any], where: Any) -> None:
     # Any JSON object, including ones with a non-string "$schema", is either accepted or refused
@@ -135,7 +136,7 @@ def test_json_schema_check_never_crashes(schema: dict[str, Any], where: Any) -> 
         assert all(e.field == "input_schema" for e in errors)
 
 
-@settings(max_examples=50)
+@settings(max_examples=examples(50))
 @given(schema=json_schemas())
 def test_generated_schemas_are_valid(schema: dict[str, Any]) -> None:
     # Guards the generators: a strategy that produced invalid schemas would make the round-trip
@@ -159,7 +160,7 @@ def test_a_new_tool_is_draft_or_active_only() -> None:
 # --- versions ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(old=semvers, new=semvers)
 def test_version_only_moves_forward(old: str, new: str) -> None:
     import semver
@@ -231,7 +232,9 @@ class PureToolMachine(RuleBasedStateMachine):
         assert tool.fields() == self.model.fields
 
 
-PureToolMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
+PureToolMachine.TestCase.settings = settings(
+    max_examples=examples(60), stateful_step_count=25, deadline=None
+)
 test_command_sequences_replay_to_the_model = PureToolMachine.TestCase
 
 

@@ -17,6 +17,7 @@ from projections.usage_histogram import (
     bucket_bounds,
     bucket_of,
 )
+from tests.budget import examples
 
 latency = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
 latencies = st.lists(latency, max_size=200)
@@ -54,7 +55,7 @@ def test_split_windows_roll_up_to_the_whole(values: list[float], cut: int) -> No
         assert rolled.percentile(q) == whole.percentile(q)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     st.lists(st.floats(min_value=LOW_MS, max_value=HIGH_MS / 2), min_size=1, max_size=300),
     st.sampled_from([0.5, 0.9, 0.95, 0.99, 1.0]),
