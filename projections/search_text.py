@@ -108,4 +108,3 @@ def _unit(index: int, title: str, heading: str | None, body: str) -> Unit:
     # The title (and heading) travel with every chunk: a chunk alone must say what it is about.
     prefix = f"{title}. {heading}." if heading else f"{title}."
     return Unit(index, heading, f"{prefix} {body}".strip())
-

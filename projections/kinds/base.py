@@ -13,6 +13,7 @@ from psycopg.types.json import Json
 from domain.kinds import AggregateKind
 from projections.search_text import Unit
 
+
 class Applied(Protocol):
     """What a writer needs of the event it applies (an EventRecord; the records module reads
     this registry, so it cannot be imported here)."""
