@@ -14,12 +14,11 @@ from api.headers import SECURITY_HEADERS
 from commands.errors import (
     CommandError,
     IdempotencyKeyReused,
-    NotFound,
     SlugTaken,
     StoreUnavailable,
     VersionConflict,
 )
-from domain.errors import IllegalTransition, InvalidInput
+from domain.errors import IllegalTransition, InvalidInput, NotFound
 
 log = structlog.get_logger("api")
 
@@ -84,6 +83,11 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     return envelope(request, 422, exc.code, exc.message, details)
 
 
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NotFound)
+    return envelope(request, 404, exc.code, exc.message)
+
+
 async def _illegal(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IllegalTransition)
     return envelope(request, 409, exc.code, exc.message)
@@ -92,9 +96,7 @@ async def _illegal(request: Request, exc: Exception) -> JSONResponse:
 async def _command(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CommandError)
     status = 409
-    if isinstance(exc, NotFound):
-        status = 404
-    elif isinstance(exc, StoreUnavailable):
+    if isinstance(exc, StoreUnavailable):
         response = envelope(request, 503, exc.code, exc.message)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
@@ -130,6 +132,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(InvalidInput, _invalid)
     app.add_exception_handler(IllegalTransition, _illegal)
+    app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(CommandError, _command)
     app.add_exception_handler(ApiError, _api)
     app.add_exception_handler(StarletteHTTPException, _http)

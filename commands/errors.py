@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from domain.errors import NotFound
+
+__all__ = ["NotFound"]  # a domain error; named here too, as the handlers raise it
+
 
 class CommandError(Exception):
     code = "command_error"
@@ -9,15 +13,6 @@ class CommandError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class NotFound(CommandError):
-    code = "not_found"
-
-    def __init__(self, kind: str, ref: str, *, by_slug: bool = True) -> None:
-        super().__init__(f"no {kind} with id{' or slug' if by_slug else ''} '{ref}'")
-        self.kind = kind
-        self.ref = ref
 
 
 class VersionConflict(CommandError):

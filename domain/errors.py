@@ -37,6 +37,17 @@ class InvalidInput(DomainError):
         return cls([FieldError(field_name, message)])
 
 
+class NotFound(DomainError):
+    """No aggregate of this kind has that id (or slug)."""
+
+    code = "not_found"
+
+    def __init__(self, kind: str, ref: str, *, by_slug: bool = True) -> None:
+        super().__init__(f"no {kind} with id{' or slug' if by_slug else ''} '{ref}'")
+        self.kind = kind
+        self.ref = ref
+
+
 class IllegalTransition(DomainError):
     """The aggregate's state does not allow this command (e.g. activating a deleted tool)."""
 

@@ -99,3 +99,14 @@ def check_sealed(
         for p in secret_paths(config, keys)
         if not is_sealed(value_at(config, p))
     ]
+
+
+def redact_sealed(value: Any) -> Any:
+    """The value with every sealed secret shown as the placeholder (what readers see)."""
+    if is_sealed(value):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: redact_sealed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_sealed(v) for v in value]
+    return value

@@ -32,8 +32,7 @@ from mcp_types import (
 from psycopg import Connection
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
-from commands.errors import NotFound
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, NotFound
 from infra.cloudevents import rfc3339
 from infra.container import Container
 from infra.metrics import observe_mcp_call

@@ -15,8 +15,7 @@ from uuid import UUID
 from psycopg import Connection, Cursor
 from psycopg.rows import dict_row
 
-from commands.errors import NotFound
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, NotFound
 from projections.json_diff import json_diff
 from projections.kinds import KINDS, ReadKind
 

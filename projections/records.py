@@ -11,7 +11,7 @@ from uuid import UUID
 
 from domain import slug_index
 from domain.events import DomainEvent, EventMeta, stamp
-from domain.secrets import REDACTED, is_sealed
+from domain.secrets import redact_sealed
 from projections.kinds import KIND_OF_EVENT as _KIND_OF_EVENT
 from projections.kinds import KINDS
 
@@ -33,16 +33,6 @@ def _uuid_fields(cls: type[DomainEvent]) -> tuple[str, ...]:
         names = tuple(f.name for f in dataclasses.fields(cls) if f.type in ("UUID", UUID))
         _UUID_FIELDS[cls] = names
     return names
-
-
-def redact_sealed(value: Any) -> Any:
-    if is_sealed(value):
-        return REDACTED
-    if isinstance(value, dict):
-        return {k: redact_sealed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_sealed(v) for v in value]
-    return value
 
 
 def _jsonable(value: Any) -> Any:

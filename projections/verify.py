@@ -11,8 +11,9 @@ from uuid import UUID
 from psycopg import Connection
 
 from domain.events import DomainEvent
+from domain.secrets import redact_sealed
 from projections.kinds import KINDS
-from projections.records import EventRecord, redact_sealed
+from projections.records import EventRecord
 
 
 def replayed_states(records: Iterable[EventRecord]) -> dict[UUID, tuple[str, Any]]:

@@ -13,10 +13,10 @@ from pydantic import AwareDatetime, Field
 from api.deps import Cont, Deps, wait_for_projections, wait_for_store
 from api.errors import ApiError
 from api.schemas import READ_ERRORS, DiffOut, EventPage, VersionPage, single_model
+from commands.audit import audit_trail
 from commands.common import Kind, WriteResult
 from infra.container import Container
 from projections import queries
-from projections.audit import audit_trail
 
 # Versions are Postgres bigints; a larger number is refused as input, not a database error.
 MAX_VERSION = 2**63 - 1

@@ -18,10 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from commands.audit import state_of
 from commands.datasets import DATASET
 from commands.documents import DOCUMENT
 from commands.tools import TOOL
-from projections.audit import redact_sealed, state_of
+from domain.secrets import redact_sealed
 from projections.positions import applied_position
 from tests.conftest import tool_body
 from tests.integration.test_datasets_api import assert_error, dataset_body

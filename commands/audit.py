@@ -9,10 +9,10 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from commands.common import Kind, resolve_id
-from commands.errors import NotFound
 from commands.ports import CommandDeps, StoredEvent
+from domain.errors import NotFound
 from domain.events import DomainEvent
-from projections.records import redact_sealed
+from domain.secrets import redact_sealed
 
 S = TypeVar("S")
 
