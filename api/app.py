@@ -17,8 +17,13 @@ from api.routes import analytics as analytics_routes
 from api.routes import metrics as metrics_routes
 from api.security import install_access_control, install_security_headers
 from infra.container import Container
-from infra.metrics import ReadSideCollector, UsageCollector, process_registry, serve_metrics
-from infra.search_wiring import start_search
+from infra.observability.collectors import (
+    ReadSideCollector,
+    UsageCollector,
+    process_registry,
+    serve_metrics,
+)
+from infra.search.wiring import start_search
 
 DESCRIPTION = """
 Event-sourced registry of MCP tools, datasets and documents.

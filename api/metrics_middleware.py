@@ -10,7 +10,7 @@ from typing import Any
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from infra.metrics import HTTP_DURATION, HTTP_REQUESTS, UNMATCHED_ROUTE
+from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS, UNMATCHED_ROUTE
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 import structlog
 
-from infra.api_keys import RANK, ROLES, Principal, Role
+from infra.security.api_keys import RANK, ROLES, Principal, Role
 from infra.settings import Settings
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]

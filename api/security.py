@@ -24,9 +24,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.errors import ApiError, error_response
 from api.headers import HSTS, SECURITY_HEADERS
-from infra.api_keys import ANONYMOUS, PREFIX, ApiKeys, Principal, Role, key_store, parse
-from infra.rate_limit import Decision, LocalBuckets, RateLimiter
 from infra.redis_client import RedisHandle
+from infra.security.api_keys import ANONYMOUS, PREFIX, ApiKeys, Principal, Role, key_store, parse
+from infra.security.rate_limit import Decision, LocalBuckets, RateLimiter
 from infra.settings import Settings
 
 log = structlog.get_logger("api.security")

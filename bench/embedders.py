@@ -5,7 +5,7 @@
     .venv/bin/python bench/embedders.py [--write-doc] [--json PATH] [--fp32-python PATH]
 
 Candidates:
-- `minilm-int8`: the default, `infra.embeddings.MiniLmOnnx` (int8 ONNX all-MiniLM-L6-v2).
+- `minilm-int8`: the default, `infra.search.embeddings.MiniLmOnnx` (int8 ONNX all-MiniLM-L6-v2).
 - `static-384`, `static-256-sif`: a static (model2vec-style) distillation of that same ONNX model,
   built here with no download: every one of the tokenizer's 30,522 WordPiece tokens goes through
   the model as `[CLS] token [SEP]`, mean-pooled to one 384-d vector per token; `static-256-sif`
@@ -276,7 +276,7 @@ e.embed(["find a tool that converts currencies"])
 print(time.perf_counter() - t0)
 """
 LOAD_BODIES = {
-    "minilm-int8": "from infra.embeddings import MiniLmOnnx\ne = MiniLmOnnx()",
+    "minilm-int8": "from infra.search.embeddings import MiniLmOnnx\ne = MiniLmOnnx()",
     "static": "from bench.embedders import StaticEmbedder\ne = StaticEmbedder({variant!r})",
 }
 
@@ -513,8 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.search_quality import EVAL, load_jsonl, populate
     from bench.write_path import check_local, fresh_database, server_url
     from infra.container import build_container
-    from infra.embeddings import MINILM, MiniLmOnnx
-    from infra.embeddings import TOKENIZER as MINILM_TOKENIZER
+    from infra.search.embeddings import MINILM, MiniLmOnnx
+    from infra.search.embeddings import TOKENIZER as MINILM_TOKENIZER
     from infra.settings import load_settings
     from projections.kinds.tool import units as tool_units
 

@@ -59,7 +59,7 @@ from write_path import (
     tool_body,
 )
 
-from infra.kafka_topics import TopicSpec
+from infra.kafka.topics import TopicSpec
 
 TARGET_P50_MS = 50.0
 TARGET_P99_MS = 200.0

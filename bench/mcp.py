@@ -198,7 +198,7 @@ def main() -> None:
         import_tools(container.deps, [tool(i, rng) for i in range(n_tools)], ctx, 500)
         container.read_side.follower.catch_up()
         print(f"# imported and projected {n_tools} tools in {time.monotonic() - t0:.1f} s")
-        from infra.search_wiring import start_search
+        from infra.search.wiring import start_search
 
         indexer = start_search(container, follow_log=True)
         t0 = time.monotonic()

@@ -50,8 +50,8 @@ from commands.context import CommandContext
 from commands.import_tools import import_tools
 from commands.inputs import RegisterTool
 from infra.container import Container, build_container
+from infra.search.vector_store import EdgeVectorStore
 from infra.settings import load_settings
-from infra.vector_store import EdgeVectorStore
 from projections.search import _lexical, _vector_filter
 from projections.search_types import SearchRequest
 from projections.vector_index import (

@@ -39,9 +39,9 @@ from commands.context import CommandContext
 from commands.import_tools import import_tools
 from commands.inputs import RegisterTool
 from domain.events import DomainEvent, EventMeta, stamp
-from infra.container import build_container, eventsourcing_env
-from infra.event_store import EVENTS_TABLE, LedgerApplication
-from infra.schema import ensure_schema
+from infra.container import build_container
+from infra.postgres.event_store import EVENTS_TABLE, LedgerApplication, eventsourcing_env
+from infra.postgres.schema import ensure_schema
 from infra.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

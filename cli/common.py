@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from infra.container import Container
-from infra.logging import configure_logging
+from infra.observability.logging import configure_logging
 from infra.settings import Settings, SettingsError, load_settings
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli import common
-from infra.api_keys import ROLES, KeyError_, key_store
+from infra.security.api_keys import ROLES, KeyError_, key_store
 
 keys_app = typer.Typer(
     rich_markup_mode="markdown",

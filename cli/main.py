@@ -104,10 +104,12 @@ def migrate(
     """Upgrade the database schema to the newest revision (or to --to REV, downgrading where
     the revisions allow it). Each run is one transaction: a failure leaves the schema as it
     was. Safe to run again."""
-    from infra.schema import SchemaError, current_revision, migrate_to, revisions
+    from infra.postgres.schema import SchemaError, current_revision, migrate_to, revisions
 
     settings = common.settings()
-    url, close = _database_url(settings)
+    from infra.postgres.embedded import open_database
+
+    url, close = open_database(settings.database_url, settings.data_dir)
     try:
         if show:
             current = current_revision(url)
@@ -125,16 +127,6 @@ def migrate(
         typer.echo(f"migrated: {moved} (at {after or 'base'})")
     finally:
         close()
-
-
-def _database_url(settings: Settings):  # type: ignore[no-untyped-def]
-    """DATABASE_URL, or the embedded server's (started for as long as the command runs)."""
-    if settings.database_url is not None:
-        return settings.database_url, lambda: None
-    from infra.embedded_db import start_embedded_postgres
-
-    url, server = start_embedded_postgres(settings.data_dir)
-    return url, server._cleanup
 
 
 @app.command("import")

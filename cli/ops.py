@@ -22,7 +22,7 @@ import typer
 from cryptography.fernet import Fernet, InvalidToken
 
 from cli import common
-from infra.event_store import EVENTS_TABLE, IDEMPOTENCY_TABLE
+from infra.postgres.event_store import EVENTS_TABLE, IDEMPOTENCY_TABLE
 
 DATA_KEYS_TABLE = "ledger_data_keys"
 # What a backup holds, in restore order. Everything else in the database is derived from it.

@@ -67,7 +67,12 @@ def _serve_metrics(port: int | None, container: Any) -> Any:
     """The projector's /metrics: projection lag, dead letters, vector backlog, usage drops."""
     if not port:
         return lambda: None
-    from infra.metrics import ReadSideCollector, UsageCollector, process_registry, serve_metrics
+    from infra.observability.collectors import (
+        ReadSideCollector,
+        UsageCollector,
+        process_registry,
+        serve_metrics,
+    )
 
     registry = process_registry(
         ReadSideCollector(container.read_side), UsageCollector(container.usage)
@@ -80,7 +85,7 @@ def _start_indexer(settings: Any, container: Any) -> Any:
     vector outbox that the current-state projection fills."""
     if settings.qdrant_url is None or settings.vectors == "off":
         return lambda: None
-    from infra.search_wiring import start_search
+    from infra.search.wiring import start_search
 
     indexer = start_search(container, follow_log=True)
     if indexer is None:
@@ -110,8 +115,8 @@ def _projector_source(source: str | None, settings: Any) -> str:
 def _run_kafka_projector(settings: Any, container: Any) -> None:
     from kafka.errors import KafkaError
 
-    from infra.kafka_topics import TopicError
-    from infra.projector import run_projector
+    from infra.kafka.projector import run_projector
+    from infra.kafka.topics import TopicError
 
     try:
         run_projector(settings, container)
@@ -170,8 +175,8 @@ def rebuild(
 
 
 def _rebuild_vectors(model: str | None) -> None:
-    from infra.search_wiring import build_embedder, build_vector_store
-    from infra.vector_store import VectorStoreError
+    from infra.search.vector_store import VectorStoreError
+    from infra.search.wiring import build_embedder, build_vector_store
     from projections.vector_index import VectorIndexer, live_units
 
     settings = common.settings()

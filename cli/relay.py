@@ -1,4 +1,4 @@
-"""`mcp-ledger relay`: stream the event store into Kafka (see infra/relay.py)."""
+"""`mcp-ledger relay`: stream the event store into Kafka (see infra/kafka/relay.py)."""
 
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ def relay(
     Needs KAFKA_BOOTSTRAP_SERVERS; SIGTERM/Ctrl-C finish the current batch and exit 0."""
     from kafka.errors import KafkaError
 
-    from infra.kafka_topics import TopicError
-    from infra.metrics import RelayCollector, process_registry, serve_metrics
-    from infra.relay import build_relay
+    from infra.kafka.relay import build_relay
+    from infra.kafka.topics import TopicError
+    from infra.observability.collectors import RelayCollector, process_registry, serve_metrics
 
     settings = _settings()
     try:

@@ -1,6 +1,6 @@
 """One hook around every command handler: its name, its outcome and how long it took, reported
-to whoever listens (infra/metrics.py counts them). The commands layer imports no metrics library:
-observers are plain callables, registered by the composition root's side."""
+to whoever listens (infra/observability/metrics.py counts them). The commands layer imports no
+metrics library: observers are plain callables, registered by the composition root's side."""
 
 from __future__ import annotations
 

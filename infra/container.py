@@ -3,54 +3,37 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 from psycopg.types.json import set_json_dumps
 
 from commands.ports import CommandDeps
-from infra.event_store import LedgerApplication, PostgresEventStore, PostgresIdempotencyStore
-from infra.read_side import ReadSide
+from infra.postgres.embedded import open_database
+from infra.postgres.event_store import (
+    LedgerApplication,
+    PostgresEventStore,
+    PostgresIdempotencyStore,
+    eventsourcing_env,
+)
+from infra.postgres.read_side import ReadSide
+from infra.postgres.schema import ensure_schema
 from infra.redis_client import RedisHandle
-from infra.schema import ensure_schema
-from infra.secrets import FernetSealer, embedded_master_key
+from infra.security.secrets import FernetSealer, embedded_master_key
 from infra.settings import Settings, SettingsError
-from infra.usage import UsageEmitter
-from infra.usage_sinks import build_usage_emitter
+from infra.usage.emitter import UsageEmitter
+from infra.usage.emitter.sinks import build_usage_emitter
 
 if TYPE_CHECKING:
-    from infra.search_wiring import SearchParts
+    from infra.search.wiring import SearchParts
     from projections.search import Searcher
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def eventsourcing_env(
-    database_url: str, pool_size: int, append_timeout: float = 30.0
-) -> dict[str, str]:
-    """Translates a postgresql:// URL into the eventsourcing library's settings."""
-    parts = urlsplit(database_url)
-    query = parse_qs(parts.query)
-    host = query.get("host", [parts.hostname or "localhost"])[0]
-    return {
-        "PERSISTENCE_MODULE": "infra.event_store:LedgerFactory",
-        "POSTGRES_DBNAME": parts.path.lstrip("/"),
-        "POSTGRES_HOST": host,
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": unquote(parts.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size),
-        "POSTGRES_CONNECT_TIMEOUT": "10",
-        "POSTGRES_LOCK_TIMEOUT": "10",
-        "CREATE_TABLE": "n",
-        "APPEND_TIMEOUT": str(append_timeout),
-    }
 
 
 @dataclass
@@ -65,7 +48,8 @@ class Container:
     usage: UsageEmitter = field(default_factory=lambda: UsageEmitter(None))
     # Redis (REDIS_URL) for hot analytics reads; connects on first use, None without a URL.
     redis: RedisHandle = field(default_factory=lambda: RedisHandle(None))
-    _keepalive: list[Any] = field(default_factory=list)
+    # What leaves the embedded Postgres (nothing with DATABASE_URL), run at close.
+    _leave_database: Callable[[], None] = field(default=lambda: None)
     # Shared by copies made with dataclasses.replace (another settings object over the same
     # resources), keyed by the settings search is built from: copies that agree share the one
     # vector index a process may open; a copy with other search settings gets its own parts.
@@ -77,7 +61,7 @@ class Container:
         s = self.settings
         key = (s.vectors, s.qdrant_url, s.data_dir, s.embedding_provider, s.embedding_model)
         if key not in self._search:
-            from infra.search_wiring import build_search
+            from infra.search.wiring import build_search
 
             self._search[key] = build_search(s, self.read_side.connection)
         return self._search[key]
@@ -93,11 +77,8 @@ class Container:
         self.redis.close()
         self.read_side.close()
         self.app.close()
-        for handle in self._keepalive:
-            # pgserver stops its server from an atexit hook, which a signal-terminated
-            # process never runs; stop it here instead.
-            handle._cleanup()
-        self._keepalive.clear()
+        leave, self._leave_database = self._leave_database, lambda: None
+        leave()
 
 
 def fast_json_dumps(value: Any) -> bytes:
@@ -111,18 +92,11 @@ def fast_json_dumps(value: Any) -> bytes:
 
 def build_container(settings: Settings) -> Container:
     set_json_dumps(fast_json_dumps)
-    keepalive: list[Any] = []
-    database_url = settings.database_url
-    if database_url is None:
-        from infra.embedded_db import start_embedded_postgres
-
-        database_url, server = start_embedded_postgres(settings.data_dir)
-        keepalive.append(server)
+    database_url, leave = open_database(settings.database_url, settings.data_dir)
     try:
         ensure_schema(database_url, auto_migrate=settings.auto_migrate)
     except SettingsError:
-        for handle in keepalive:
-            handle._cleanup()
+        leave()
         raise
     master_key = settings.secret_key
     if master_key is None:
@@ -150,5 +124,5 @@ def build_container(settings: Settings) -> Container:
     redis = RedisHandle(settings.redis_url)
     usage = build_usage_emitter(settings, read_side, redis, kafka_feed=kafka_feed)
     return Container(
-        settings, app, store, deps, sealer, read_side, usage, redis, _keepalive=keepalive
+        settings, app, store, deps, sealer, read_side, usage, redis, _leave_database=leave
     )

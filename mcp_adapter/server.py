@@ -33,10 +33,10 @@ from psycopg import Connection
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from domain.errors import InvalidInput, NotFound
-from infra.cloudevents import rfc3339
 from infra.container import Container
-from infra.metrics import observe_mcp_call
-from infra.usage import UsageEvent, digest_arguments, wait_stored
+from infra.kafka.cloudevents import rfc3339
+from infra.observability.metrics import observe_mcp_call
+from infra.usage.emitter import UsageEvent, digest_arguments, wait_stored
 from mcp_adapter import models, reads, render
 from projections import analytics, queries
 from projections.search_types import SearchRequest

@@ -55,7 +55,7 @@ SEP = "\x1f"
 
 
 class UsageLike(Protocol):
-    """What the projection reads of a usage event (infra.usage.UsageEvent)."""
+    """What the projection reads of a usage event (infra.usage.emitter.UsageEvent)."""
 
     @property
     def id(self) -> str: ...

@@ -35,7 +35,7 @@ def log_position(conn: Connection[Any], projections: Sequence[str]) -> int:
 
 
 # The relay's topics the read models consume, after '<prefix>.'; must match
-# infra.kafka_topics.KIND_TOPICS (a test checks). The dead-letter topic is not consumed.
+# infra.kafka.topics.KIND_TOPICS (a test checks). The dead-letter topic is not consumed.
 PROJECTED_TOPICS = ("tools.v1", "datasets.v1", "documents.v1")
 
 # One statement, so the relay's checkpoint and its per-partition positions are one snapshot

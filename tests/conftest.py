@@ -55,7 +55,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def embedded_postgres() -> Iterator[str]:
     """The quick start's Postgres: started by the same function `mcp-ledger up` uses."""
-    from infra.embedded_db import start_embedded_postgres
+    from infra.postgres.embedded import start_embedded_postgres, stop_embedded_postgres
 
     # pgserver runs postgres as its own user, which must reach the data folder (pytest's
     # temporary folders are private to root).
@@ -63,7 +63,7 @@ def embedded_postgres() -> Iterator[str]:
     folder.chmod(0o755)
     url, handle = start_embedded_postgres(folder)
     yield url
-    handle._cleanup()
+    stop_embedded_postgres(handle)
     shutil.rmtree(folder, ignore_errors=True)
 
 

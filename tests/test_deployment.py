@@ -286,9 +286,9 @@ def test_compose_environment_uses_only_real_settings() -> None:
 
 
 def metrics_server_answers(path: str) -> int:
-    """The status the relay's and projector's metrics endpoint (infra/metrics.py) answers a GET
-    of `path` with."""
-    from infra.metrics import metrics_wsgi_app
+    """The status the relay's and projector's metrics endpoint (infra/observability/metrics.py)
+    answers a GET of `path` with."""
+    from infra.observability.collectors import metrics_wsgi_app
 
     answered: list[str] = []
     app = metrics_wsgi_app(None)
@@ -457,7 +457,7 @@ def test_dockerignore_keeps_local_state_out_and_the_package_in() -> None:
         assert dockerignored(path, patterns), f"{path} reaches the build context"
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = pyproject["tool"]["setuptools"]["packages"]
-    needed = ["pyproject.toml", "README.md", "infra/models/all-minilm-l6-v2.tokenizer.json"]
+    needed = ["pyproject.toml", "README.md", "infra/search/models/all-minilm-l6-v2.tokenizer.json"]
     needed += [p.replace(".", "/") + "/__init__.py" for p in packages]
     for path in needed:
         assert (ROOT / path).exists(), path

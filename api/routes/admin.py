@@ -17,7 +17,7 @@ from api.deps import Cont
 from api.errors import ApiError
 from api.routes.common import NO_NUL
 from api.security import require
-from infra.api_keys import KeyError_, Principal, key_store
+from infra.security.api_keys import KeyError_, Principal, key_store
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require("admin"))])
 Admin = Annotated[Principal, Depends(require("admin"))]

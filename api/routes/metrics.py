@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from infra.metrics import CONTENT_TYPE, render
+from infra.observability.collectors import render
+from infra.observability.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["operations"])
 

@@ -12,7 +12,7 @@ from api.deps import Cont, MinPosition
 from api.routes.common import NO_NUL, WAIT, Tags, Text, read_models
 from api.schemas import READ_ERRORS
 from infra.container import Container
-from infra.usage import UsageEvent, digest_arguments, wait_stored
+from infra.usage.emitter import UsageEvent, digest_arguments, wait_stored
 from projections.search_types import KINDS, SearchRequest, SearchResult
 from projections.vector_index import vectors_caught_up, wait_until
 

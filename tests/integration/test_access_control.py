@@ -23,7 +23,7 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 
-from infra.api_keys import ApiKeys, key_store
+from infra.security.api_keys import ApiKeys, key_store
 from tests.conftest import ROOT, free_port, tool_body
 from tests.integration.test_datasets_api import dataset_body
 from tests.integration.test_documents_api import doc_body
@@ -65,7 +65,7 @@ def tokens(keys: ApiKeys) -> dict[str, str]:
 @pytest.fixture
 def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """The project's logging configuration (JSON, debug) writing into a buffer; restored after."""
-    from infra.logging import configure_logging
+    from infra.observability.logging import configure_logging
 
     saved = structlog.get_config()
     root = logging.getLogger()

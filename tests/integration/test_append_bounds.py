@@ -16,9 +16,8 @@ from eventsourcing.persistence import StoredEvent
 
 from commands.errors import AppendTimedOut, StoreUnavailable
 from commands.ports import IdempotencyRequest
-from infra.container import eventsourcing_env
-from infra.event_store import LedgerApplication, LedgerRecorder
-from infra.schema import ensure_schema
+from infra.postgres.event_store import LedgerApplication, LedgerRecorder, eventsourcing_env
+from infra.postgres.schema import ensure_schema
 from tests.conftest import _with_db
 
 pytestmark = pytest.mark.backends("server", "embedded")

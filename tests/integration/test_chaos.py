@@ -332,7 +332,7 @@ def usage_by_client(url: str, clients: set[str]) -> Counter[str]:
 def vector_index_matches_units(url: str, topology: Topology, owner: str) -> tuple[int, int]:
     """Opens the owning api's shard (the processes are stopped) and compares every point with
     the live search units: (points, units)."""
-    from infra.vector_store import EdgeVectorStore
+    from infra.search.vector_store import EdgeVectorStore
     from projections.vector_index import COLLECTIONS, active_generation, point_id, text_hash
 
     with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as conn:

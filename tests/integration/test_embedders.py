@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from infra.embeddings import HttpEmbedder, MiniLmOnnx
+from infra.search.embeddings import HttpEmbedder, MiniLmOnnx
 from projections.vector_index import Generation, IndexMismatch, check_model
 from projections.vector_ports import EmbeddingUnavailable
 

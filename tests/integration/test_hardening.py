@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from commands.errors import AppendTimedOut, StoreBusy
-from infra.api_keys import key_store
+from infra.security.api_keys import key_store
 from tests.conftest import free_port, tool_body
 
 BAD = "mlk_nosuchkey_" + "x" * 32

@@ -21,7 +21,7 @@ from mcp_types import Implementation
 from commands import tools as handlers
 from commands.context import CommandContext
 from commands.inputs import RegisterTool
-from infra.usage import UsageEmitter, UsageEvent, digest_arguments
+from infra.usage.emitter import UsageEmitter, UsageEvent, digest_arguments
 from mcp_adapter.server import build_server
 from tests.conftest import tool_body
 

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.usage import UsageEmitter, UsageEvent
+from infra.usage.emitter import UsageEmitter, UsageEvent
 from tests.conftest import free_port, tool_body
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -224,7 +224,7 @@ def test_usage_emitter_counters_are_exposed(metrics_container: Any) -> None:
 
 
 def test_embedding_batches_are_timed(api: TestClient) -> None:
-    from infra.embeddings import MiniLmOnnx
+    from infra.search.embeddings import MiniLmOnnx
 
     model = MiniLmOnnx()
     before = scrape(api)
@@ -239,8 +239,8 @@ def test_embedding_batches_are_timed(api: TestClient) -> None:
 
 
 def test_relay_collector_reports_lag_only_while_active(container: Any, database_url: str) -> None:
-    from infra.metrics import RelayCollector, process_registry, render
-    from infra.relay import Relay, RelayConfig
+    from infra.kafka.relay import Relay, RelayConfig
+    from infra.observability.collectors import RelayCollector, process_registry, render
     from infra.settings import load_settings
 
     config = RelayConfig.from_settings(load_settings(kafka_bootstrap_servers="127.0.0.1:1"))
@@ -260,7 +260,7 @@ def test_relay_collector_reports_lag_only_while_active(container: Any, database_
 
 
 def test_metrics_server_answers_metrics_and_health(metrics_container: Any) -> None:
-    from infra.metrics import ReadSideCollector, process_registry, serve_metrics
+    from infra.observability.collectors import ReadSideCollector, process_registry, serve_metrics
 
     port = free_port()
     stop = serve_metrics(port, process_registry(ReadSideCollector(metrics_container.read_side)))

@@ -18,9 +18,8 @@ import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from infra.container import eventsourcing_env
-from infra.event_store import LedgerApplication
-from infra.schema import (
+from infra.postgres.event_store import LedgerApplication, eventsourcing_env
+from infra.postgres.schema import (
     MIGRATIONS,
     SchemaError,
     current_revision,

@@ -30,7 +30,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from infra.cloudevents import decode_headers, event_id, from_message
+from infra.kafka.cloudevents import decode_headers, event_id, from_message
 from projections.positions import READ_MODELS, applied_position
 from projections.rebuild import stream_log
 from projections.records import EventRecord

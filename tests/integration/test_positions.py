@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from infra.kafka_topics import KIND_TOPICS
+from infra.kafka.topics import KIND_TOPICS
 from projections.positions import (
     PROJECTED_TOPICS,
     READ_MODELS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.read_side import ReadSide
+from infra.postgres.read_side import ReadSide
 from tests.conftest import tool_body
 
 pytestmark = pytest.mark.backends("server", "embedded")

@@ -21,10 +21,10 @@ import jsonschema
 import psycopg
 import pytest
 
-from infra.cloudevents import decode_headers, event_id, from_message
-from infra.event_store import LedgerApplication
-from infra.kafka_topics import TopicSpec
-from infra.relay import Relay, build_relay
+from infra.kafka.cloudevents import decode_headers, event_id, from_message
+from infra.kafka.relay import Relay, build_relay
+from infra.kafka.topics import TopicSpec
+from infra.postgres.event_store import LedgerApplication
 from projections.records import EventRecord
 from tests.conftest import ROOT, tool_body
 
@@ -531,7 +531,7 @@ class CrashAfterFlush(RuntimeError):
 def test_a_crash_between_flush_and_checkpoint_resends_that_batch_with_the_same_ids(
     client: Any, container: Any, relay_settings: Any, database_url: str, prefix: str
 ) -> None:
-    from infra.relay import make_producer
+    from infra.kafka.relay import make_producer
 
     register_tools(client, 3)
     head = container.store.head()
@@ -577,8 +577,8 @@ def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_stream_goes_on(
     """In a database of its own: a poison event must not reach the other tests' readers."""
     from eventsourcing.persistence import StoredEvent
 
-    from infra.container import eventsourcing_env
-    from infra.schema import ensure_schema
+    from infra.postgres.event_store import eventsourcing_env
+    from infra.postgres.schema import ensure_schema
     from tests.conftest import _server_url, _with_db
 
     name = f"ledger_relay_{uuid.uuid4().hex[:8]}"

@@ -221,7 +221,7 @@ def test_bad_search_parameters_are_named(client, params, field) -> None:
 
 
 def test_search_degrades_to_lexical_when_the_model_is_unreachable(client, container) -> None:
-    from infra.embeddings import HttpEmbedder
+    from infra.search.embeddings import HttpEmbedder
     from projections.search import Searcher
     from projections.search_types import SearchRequest
 

@@ -203,7 +203,7 @@ def test_resending_the_redacted_config_changes_nothing(client) -> None:  # type:
 
 
 def test_shredding_the_data_key_makes_secrets_unreadable(client, container) -> None:  # type: ignore[no-untyped-def]
-    from infra.secrets import SecretUnavailable
+    from infra.security.secrets import SecretUnavailable
 
     tool_id = client.post("/api/v1/tools", json=tool_body(config={"token": secret("t")})).json()[
         "id"
@@ -219,7 +219,7 @@ def test_shredding_the_data_key_makes_secrets_unreadable(client, container) -> N
 @pytest.fixture
 def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """The project's logging configuration (JSON, debug), writing into a buffer; restored after."""
-    from infra.logging import configure_logging
+    from infra.observability.logging import configure_logging
 
     saved = structlog.get_config()
     root = logging.getLogger()

@@ -175,7 +175,7 @@ def test_a_missing_or_unsafe_request_id_is_replaced(client, given) -> None:  # t
 @pytest.fixture
 def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """The project's logging configuration (JSON, info), writing into a buffer; restored after."""
-    from infra.logging import configure_logging
+    from infra.observability.logging import configure_logging
 
     saved = structlog.get_config()
     root = logging.getLogger()

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from infra.vector_store import EdgeVectorStore
+from infra.search.vector_store import EdgeVectorStore
 from tests.conftest import ROOT, _server_url, _with_db, tool_body
 
 

@@ -197,7 +197,7 @@ def _points_of(points: dict[str, Any], aggregate_ids: list[str]) -> set[str]:
 
 
 def test_one_store_keeps_the_index_of_a_database(world, tmp_path) -> None:
-    from infra.vector_store import EdgeVectorStore
+    from infra.search.vector_store import EdgeVectorStore
     from projections.search import Searcher
     from projections.search_types import SearchRequest
     from projections.vector_index import IndexOwnedElsewhere

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infra.vector_store import EdgeVectorStore, QdrantServerStore, VectorStoreError
+from infra.search.vector_store import EdgeVectorStore, QdrantServerStore, VectorStoreError
 from projections.vector_index import point_id
 from projections.vector_ports import VectorFilter, VectorPoint, VectorStore
 

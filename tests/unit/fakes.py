@@ -1,7 +1,7 @@
 """In-memory fakes of the command handlers' ports (commands/ports.py), for the unit tier.
 
-They mirror what the real adapters (infra/event_store.py, infra/secrets.py) promise, so a
-handler that works here works against Postgres for the same reasons:
+They mirror what the real adapters (infra/postgres/event_store.py, infra/security/secrets.py)
+promise, so a handler that works here works against Postgres for the same reasons:
 
 - `append` is atomic for the whole list: a version already taken for an aggregate (or taken
   twice within the list, e.g. a second version 1 of a slug index) raises `AppendConflict`, and an
@@ -227,7 +227,7 @@ class FakeSealer:
     gives), so a value sealed a second time is visibly different. Keeps what it sealed, per
     aggregate, so tests can unseal."""
 
-    PREFIX = "v1:"  # as infra.secrets.PREFIX
+    PREFIX = "v1:"  # as infra.security.secrets.PREFIX
 
     def __init__(self) -> None:
         self._clear: dict[str, tuple[UUID, str]] = {}

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.cloudevents import (
+from infra.kafka.cloudevents import (
     dead_letter_message,
     decode_headers,
     event_id,

@@ -17,7 +17,7 @@ from domain import dataset as d
 from domain.errors import IllegalTransition, InvalidInput
 from domain.events import DomainEvent, EventMeta
 from domain.validation import SLUG_RE, TAG_RE
-from infra.event_store import LedgerTranscoder
+from infra.postgres.event_store import LedgerTranscoder
 
 META = EventMeta("alice", "req-1", "cmd-1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "why")
 

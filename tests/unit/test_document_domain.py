@@ -16,7 +16,7 @@ from domain import document as doc
 from domain.errors import IllegalTransition, InvalidInput
 from domain.events import DomainEvent, EventMeta
 from domain.validation import TAG_RE
-from infra.event_store import LedgerTranscoder
+from infra.postgres.event_store import LedgerTranscoder
 
 META = EventMeta("alice", "req-1", "cmd-1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), None)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from domain.events import DomainEvent, EventMeta, stamp
 from domain.slug_index import claim_slug
-from infra.event_store import LedgerTranscoder
+from infra.postgres.event_store import LedgerTranscoder
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),

@@ -18,7 +18,7 @@ import pytest
 
 from domain import dataset, document, tool
 from domain.events import DomainEvent, EventMeta
-from infra.cloudevents import decode_headers, to_message
+from infra.kafka.cloudevents import decode_headers, to_message
 from projections.records import KIND_OF_EVENT, EventRecord
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,15 @@ import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from infra.usage.emitter.sinks import USAGE_TYPE, usage_from_message, usage_to_message
 
-from infra.usage import UsageDropped, UsageEmitter, UsageEvent, digest_arguments, wait_stored
-from infra.usage_sinks import USAGE_TYPE, usage_from_message, usage_to_message
+from infra.usage.emitter import (
+    UsageDropped,
+    UsageEmitter,
+    UsageEvent,
+    digest_arguments,
+    wait_stored,
+)
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 

@@ -11,7 +11,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg.rows import dict_row
 
-from infra.event_store import PostgresEventStore
+from infra.postgres.event_store import PostgresEventStore
 from projections.current_state import CurrentState
 from projections.driver import LogFollower
 from projections.history import History

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ def _forget_dead_handles(pgdata: Path) -> None:
 
 
 def start_embedded_postgres(data_dir: Path) -> tuple[str, Any]:
-    """Starts (or joins) the embedded server; returns its URL and the handle that keeps it up."""
+    """Starts (or joins) the embedded server; returns its URL and the handle that keeps it up
+    (give it to `stop_embedded_postgres` when done)."""
     # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it has a fallback.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     from pgserver import get_server  # type: ignore[attr-defined]
@@ -40,3 +42,19 @@ def start_embedded_postgres(data_dir: Path) -> tuple[str, Any]:
     _forget_dead_handles(pgdata)
     server = get_server(pgdata, cleanup_mode="stop")
     return server.get_uri(), server
+
+
+def stop_embedded_postgres(handle: Any) -> None:
+    """Leaves the embedded server (stopping it if this was its last process). pgserver stops
+    it from an atexit hook, which a signal-terminated process never runs; its `_cleanup` is
+    that hook's body, and this is the one place it is called."""
+    handle._cleanup()
+
+
+def open_database(database_url: str | None, data_dir: Path) -> tuple[str, Callable[[], None]]:
+    """DATABASE_URL, or the embedded server under `data_dir` (started, or joined): its URL and
+    the function that leaves it."""
+    if database_url is not None:
+        return database_url, lambda: None
+    url, handle = start_embedded_postgres(data_dir)
+    return url, lambda: stop_embedded_postgres(handle)

@@ -7,12 +7,12 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from infra.cloudevents import from_message
 from infra.container import Container
-from infra.kafka_topics import KIND_TOPICS, ensure_topics
-from infra.relay import RelayConfig, make_admin
+from infra.kafka.cloudevents import from_message
+from infra.kafka.relay import RelayConfig, make_admin
+from infra.kafka.topics import KIND_TOPICS, ensure_topics
 from infra.settings import Settings
-from infra.usage_sinks import add_analytics_agent, ensure_usage_topic_for
+from infra.usage.emitter.sinks import add_analytics_agent, ensure_usage_topic_for
 from projections.faust_app import FaustConfig, build_app
 from projections.runner import DeadLetterHook, Runner
 

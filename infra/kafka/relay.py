@@ -24,13 +24,14 @@ import structlog
 from eventsourcing.persistence import Notification
 from psycopg import sql
 
-from infra.cloudevents import Headers, dead_letter_message, to_message
-from infra.event_store import LedgerApplication
-from infra.kafka_topics import TopicSpec, ensure_topics
-from infra.metrics import RELAY_DEAD_LETTERS, observe_relay_batch
+from infra.kafka.cloudevents import Headers, dead_letter_message, to_message
+from infra.kafka.topics import TopicSpec, ensure_topics
+from infra.observability.metrics import RELAY_DEAD_LETTERS, observe_relay_batch
+from infra.postgres.embedded import open_database
+from infra.postgres.event_store import LedgerApplication, eventsourcing_env
 from infra.settings import Settings
-from infra.usage import UsageEvent
-from infra.usage_sinks import (
+from infra.usage.emitter import UsageEvent
+from infra.usage.emitter.sinks import (
     USAGE_CHANNEL,
     ensure_usage_topic,
     forget_usage_outbox,
@@ -355,22 +356,15 @@ class Relay:
 
 def build_relay(settings: Settings) -> tuple[Relay, Callable[[], None]]:
     """The relay and a close function; needs no secret key (it only reads redacted records)."""
-    from infra.container import eventsourcing_env
-    from infra.schema import ensure_schema
+    from infra.postgres.schema import ensure_schema
 
     config = RelayConfig.from_settings(settings)
-    closers: list[Callable[[], None]] = []
-    database_url = settings.database_url
-    if database_url is None:
-        from infra.embedded_db import start_embedded_postgres
-
-        database_url, server = start_embedded_postgres(settings.data_dir)
-        closers.append(server._cleanup)
+    database_url, leave = open_database(settings.database_url, settings.data_dir)
+    closers: list[Callable[[], None]] = [leave]
     try:
         ensure_schema(database_url, auto_migrate=settings.auto_migrate)
     except Exception:
-        for closer in closers:
-            closer()
+        leave()
         raise
     app = LedgerApplication(env=eventsourcing_env(database_url, 2))
     closers.insert(0, app.close)

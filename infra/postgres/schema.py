@@ -1,4 +1,4 @@
-"""The database schema, versioned with Alembic (revisions in infra/migrations/versions).
+"""The database schema, versioned with Alembic (revisions in infra/postgres/migrations/versions).
 
 Every process checks the schema at start: at the newest revision it knows it goes on; behind it
 upgrades (MCP_LEDGER_AUTO_MIGRATE, the default) or refuses and names the command; ahead of it

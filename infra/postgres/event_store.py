@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 import orjson
@@ -34,8 +35,8 @@ from commands.errors import (
 from commands.ports import Appended, IdempotencyRequest
 from commands.ports import StoredEvent as PositionedEvent
 from domain.events import DomainEvent
-from infra.append_watchdog import AppendWatchdog
-from infra.metrics import count_appended
+from infra.observability.metrics import count_appended
+from infra.postgres.append_watchdog import AppendWatchdog
 
 EVENTS_TABLE = "ledger_events"
 IDEMPOTENCY_TABLE = "ledger_idempotency"
@@ -43,6 +44,29 @@ IDEMPOTENCY_PKEY = f"{IDEMPOTENCY_TABLE}_pkey"
 # How long one append may hold the events table before its session is ended.
 DEFAULT_APPEND_TIMEOUT = 30.0
 CONNECT_ATTEMPTS = 3
+
+
+def eventsourcing_env(
+    database_url: str, pool_size: int, append_timeout: float = DEFAULT_APPEND_TIMEOUT
+) -> dict[str, str]:
+    """Translates a postgresql:// URL into the eventsourcing library's settings."""
+    parts = urlsplit(database_url)
+    query = parse_qs(parts.query)
+    host = query.get("host", [parts.hostname or "localhost"])[0]
+    return {
+        "PERSISTENCE_MODULE": "infra.postgres.event_store:LedgerFactory",
+        "POSTGRES_DBNAME": parts.path.lstrip("/"),
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "CREATE_TABLE": "n",
+        "APPEND_TIMEOUT": str(append_timeout),
+    }
 
 
 class LedgerTranscoder(Transcoder):

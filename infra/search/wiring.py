@@ -43,7 +43,7 @@ class SearchParts:
 
 def build_embedder(settings: Settings, model: str | None = None) -> Embedder:
     """The configured model; `model` names another one (a rebuild for a model switch)."""
-    from infra.embeddings import MINILM, HttpEmbedder, MiniLmOnnx
+    from infra.search.embeddings import MINILM, HttpEmbedder, MiniLmOnnx
 
     if settings.embedding_provider == "minilm" and model in (None, MINILM):
         return MiniLmOnnx(batch_size=settings.embedding_batch_size)
@@ -63,7 +63,7 @@ def build_embedder(settings: Settings, model: str | None = None) -> Embedder:
 
 
 def build_vector_store(settings: Settings) -> VectorStore:
-    from infra.vector_store import EdgeVectorStore, QdrantServerStore
+    from infra.search.vector_store import EdgeVectorStore, QdrantServerStore
 
     if settings.qdrant_url:
         return QdrantServerStore(settings.qdrant_url, settings.qdrant_api_key)
@@ -95,7 +95,7 @@ def query_embedder(settings: Settings, indexing: Embedder) -> Embedder:
     one thread: a single short query gains nothing from a second core, and it measured 2-3x
     faster per query on this 2-core machine under load (docs/search-quality.md), while the
     indexer's batches keep both cores."""
-    from infra.embeddings import MiniLmOnnx
+    from infra.search.embeddings import MiniLmOnnx
 
     if isinstance(indexing, MiniLmOnnx):
         return MiniLmOnnx(batch_size=settings.embedding_batch_size, threads=1)

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from psycopg import Connection
 
-from infra.cloudevents import CONTENT_TYPE, SOURCE, SPEC_VERSION, TYPE_PREFIX, rfc3339
-from infra.kafka_topics import TopicSpec, _raise_on_errors
+from infra.kafka.cloudevents import CONTENT_TYPE, SOURCE, SPEC_VERSION, TYPE_PREFIX, rfc3339
+from infra.kafka.topics import TopicSpec, _raise_on_errors
 from infra.redis_client import RedisHandle
-from infra.usage import UsageEmitter, UsageEvent
+from infra.usage.emitter import UsageEmitter, UsageEvent
 from projections.analytics import UsageProjection, usage_stats
 
 if TYPE_CHECKING:
     from infra.container import Container
-    from infra.read_side import ReadSide
+    from infra.postgres.read_side import ReadSide
     from infra.settings import Settings
 
 log = structlog.get_logger("usage")

