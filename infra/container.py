@@ -25,7 +25,7 @@ from infra.redis_client import RedisHandle
 from infra.security.secrets import FernetSealer, embedded_master_key
 from infra.settings import Settings, SettingsError
 from infra.usage.emitter import UsageEmitter
-from infra.usage.emitter.sinks import build_usage_emitter
+from infra.usage.sinks import build_usage_emitter
 
 if TYPE_CHECKING:
     from infra.search.wiring import SearchParts

@@ -23,14 +23,13 @@ from uuid import UUID
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from infra.usage.emitter.sinks import USAGE_TOPIC, USAGE_TYPE  # noqa: E402
-
 from domain import dataset, document, tool  # noqa: E402
 from domain.events import DomainEvent  # noqa: E402
 from domain.validation import MAX_TAGS, SLUG_RE, TAG_RE  # noqa: E402
 from infra.kafka import cloudevents  # noqa: E402
 from infra.kafka.topics import KIND_TOPICS  # noqa: E402
 from infra.usage.emitter import UsageEvent  # noqa: E402
+from infra.usage.sinks import USAGE_TOPIC, USAGE_TYPE  # noqa: E402
 from projections.records import EVENT_CLASSES, KIND_OF_EVENT  # noqa: E402
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from infra.usage.emitter.sinks import usage_stats_for
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Cont
 from api.routes.common import Text
+from infra.usage.sinks import usage_stats_for
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 

@@ -12,7 +12,7 @@ from infra.kafka.cloudevents import from_message
 from infra.kafka.relay import RelayConfig, make_admin
 from infra.kafka.topics import KIND_TOPICS, ensure_topics
 from infra.settings import Settings
-from infra.usage.emitter.sinks import add_analytics_agent, ensure_usage_topic_for
+from infra.usage.sinks import add_analytics_agent, ensure_usage_topic_for
 from projections.faust_app import FaustConfig, build_app
 from projections.runner import DeadLetterHook, Runner
 

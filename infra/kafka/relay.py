@@ -31,7 +31,7 @@ from infra.postgres.embedded import open_database
 from infra.postgres.event_store import LedgerApplication, eventsourcing_env
 from infra.settings import Settings
 from infra.usage.emitter import UsageEvent
-from infra.usage.emitter.sinks import (
+from infra.usage.sinks import (
     USAGE_CHANNEL,
     ensure_usage_topic,
     forget_usage_outbox,

@@ -15,11 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 import redis as redis_lib
-from infra.usage.emitter.sinks import usage_stats_for
 from psycopg.rows import dict_row
 
 from infra.redis_client import RedisHandle
 from infra.usage.emitter import UsageEvent, digest_arguments
+from infra.usage.sinks import usage_stats_for
 from projections import analytics
 from projections.analytics import (
     Cell,

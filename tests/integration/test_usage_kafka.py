@@ -16,9 +16,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from infra.usage.emitter.sinks import KafkaUsageSink, topic_spec, usage_from_message, usage_topic
 
 from infra.usage.emitter import UsageEvent, digest_arguments
+from infra.usage.sinks import KafkaUsageSink, topic_spec, usage_from_message, usage_topic
 from projections.analytics import usage_stats
 from tests.kafka_pipeline_support import Pipeline, consume, fresh_database, pipeline_env, wait_for
 

@@ -13,7 +13,6 @@ import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from infra.usage.emitter.sinks import USAGE_TYPE, usage_from_message, usage_to_message
 
 from infra.usage.emitter import (
     UsageDropped,
@@ -22,6 +21,7 @@ from infra.usage.emitter import (
     digest_arguments,
     wait_stored,
 )
+from infra.usage.sinks import USAGE_TYPE, usage_from_message, usage_to_message
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
