@@ -3,19 +3,17 @@ bounded wait that lets a read see the caller's own writes (`min_position`)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import time
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
-from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from commands.context import CommandContext
 from commands.ports import CommandDeps, IdempotencyRequest
 from infra.container import Container
+from infra.postgres.reads import NotReached
+from projections.read_args import MAX_INT
 
 
 # Plain `def` dependencies run in the thread pool; these are trivial, so `async def` keeps
@@ -83,9 +81,7 @@ Ctx = Annotated[CommandContext, Depends(command_context)]
 Cont = Annotated[Container, Depends(container)]
 
 
-POLL_SECONDS = 0.02
-# Positions are Postgres bigints; a larger number is refused as input, not a database error.
-MAX_POSITION = 2**63 - 1
+MAX_POSITION = MAX_INT
 MinPosition = Annotated[
     int | None,
     Query(
@@ -97,51 +93,24 @@ MinPosition = Annotated[
 ]
 
 
-async def _wait_for(reached: Callable[[], int], wanted: int, timeout: float) -> int:
-    """Polls `reached` off the event loop (no connection is held while sleeping)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        position = await run_in_threadpool(reached)
-        if position >= wanted or time.monotonic() >= deadline:
-            return position
-        await asyncio.sleep(POLL_SECONDS)
-
-
-def projections_position(c: Container) -> int:
-    with c.read_side.connection() as conn:
-        return c.read_side.applied_position(conn)
-
-
 async def wait_for_projections(
     c: Annotated[Container, Depends(container)], min_position: MinPosition = None
 ) -> None:
-    if min_position is None:
-        return
-    timeout = c.settings.read_wait_seconds
-    applied = await _wait_for(lambda: projections_position(c), min_position, timeout)
-    if applied < min_position:
-        raise ApiError(
-            503,
-            "projection_behind",
-            f"the read models have applied position {applied}, not yet the asked "
-            f"min_position {min_position} (waited {timeout:g} s); retry shortly",
-            [{"field": "min_position", "message": f"applied position is {applied}"}],
-        )
+    try:
+        await c.reads.wait_async(min_position)
+    except NotReached as exc:
+        message = f"applied position is {exc.reached}"
+        details = [{"field": "min_position", "message": message}]
+        raise ApiError(503, "projection_behind", exc.message, details) from None
 
 
 async def wait_for_store(
     c: Annotated[Container, Depends(container)], min_position: MinPosition = None
 ) -> None:
     """The audit trail reads the event store itself: only a position beyond its head waits."""
-    if min_position is None:
-        return
-    timeout = c.settings.read_wait_seconds
-    head = await _wait_for(c.store.head, min_position, timeout)
-    if head < min_position:
-        raise ApiError(
-            503,
-            "position_not_reached",
-            f"the event store's last position is {head}, not yet the asked min_position "
-            f"{min_position} (waited {timeout:g} s)",
-            [{"field": "min_position", "message": f"the store's last position is {head}"}],
-        )
+    try:
+        await c.reads.wait_async(min_position, store=True)
+    except NotReached as exc:
+        message = f"the store's last position is {exc.reached}"
+        details = [{"field": "min_position", "message": message}]
+        raise ApiError(503, "position_not_reached", exc.message, details) from None

@@ -20,6 +20,7 @@ from infra.postgres.event_store import (
     eventsourcing_env,
 )
 from infra.postgres.read_side import ReadSide
+from infra.postgres.reads import Reads
 from infra.postgres.schema import ensure_schema
 from infra.redis_client import RedisHandle
 from infra.security.secrets import FernetSealer, embedded_master_key
@@ -54,6 +55,11 @@ class Container:
     # resources), keyed by the settings search is built from: copies that agree share the one
     # vector index a process may open; a copy with other search settings gets its own parts.
     _search: dict[tuple[Any, ...], SearchParts] = field(default_factory=dict)
+
+    @property
+    def reads(self) -> Reads:
+        """The read layer the API and the MCP server share (waits, snapshots)."""
+        return Reads(self.read_side, self.settings.read_wait_seconds)
 
     def search_parts(self) -> SearchParts:
         """Search, built on first use: the model and the vector index are opened only by the

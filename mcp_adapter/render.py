@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from mcp_adapter import models
-from mcp_adapter.reads import input_summary
+from mcp_adapter.shapes import input_summary
 
 MAX_TEXT = 400
 MAX_PATCH_OPS = 20

@@ -36,9 +36,11 @@ from domain.errors import InvalidInput, NotFound
 from infra.container import Container
 from infra.kafka.cloudevents import rfc3339
 from infra.observability.metrics import observe_mcp_call
+from infra.postgres.reads import NotReached
 from infra.usage.emitter import UsageEvent, digest_arguments, wait_stored
-from mcp_adapter import models, reads, render
+from mcp_adapter import models, render, shapes
 from projections import analytics, queries
+from projections.read_args import CURSOR_MAX, MAX_INT, NO_NUL, QUERY_MAX, VALUE_MAX
 from projections.search_types import SearchRequest
 
 SERVER_NAME = "mcp-ledger"
@@ -49,25 +51,23 @@ reports `position`: the event-store position the read models had applied when it
 `min_position` (e.g. the position a write returned) to wait, bounded, until they reach it."""
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
-MAX_INT = 2**63 - 1
-NO_NUL = r"^[^\x00]*$"
 
 Slug = Annotated[
     str,
-    Field(min_length=1, max_length=200, pattern=NO_NUL, description="The slug (or the id)"),
+    Field(min_length=1, max_length=VALUE_MAX, pattern=NO_NUL, description="The slug (or the id)"),
 ]
-Text = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+Text = Annotated[str, Field(min_length=1, max_length=VALUE_MAX, pattern=NO_NUL)]
 SearchText = Annotated[
-    str, Field(min_length=1, max_length=1000, pattern=NO_NUL, description="What to look for")
+    str, Field(min_length=1, max_length=QUERY_MAX, pattern=NO_NUL, description="What to look for")
 ]
 Tags = Annotated[
-    list[Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]] | None,
+    list[Annotated[str, Field(min_length=1, max_length=VALUE_MAX, pattern=NO_NUL)]] | None,
     Field(max_length=20, description="Only items with every one of these tags"),
 ]
 Limit = Annotated[int, Field(ge=1, le=100, description="At most this many items")]
 Cursor = Annotated[
     str | None,
-    Field(max_length=2000, description="The `next_cursor` of the previous page"),
+    Field(max_length=CURSOR_MAX, description="The `next_cursor` of the previous page"),
 ]
 Version = Annotated[int, Field(ge=1, le=MAX_INT, description="A registry (aggregate) version")]
 Position = Annotated[int, Field(ge=0, le=MAX_INT, description="An event-store position")]
@@ -153,24 +153,6 @@ def failure(code: str, message: str, position: int | None = None) -> CallToolRes
     )
 
 
-def _applied(c: Container) -> int:
-    with c.read_side.connection() as conn:
-        return c.read_side.applied_position(conn)
-
-
-POLL_SECONDS = 0.02
-
-
-def _wait_for(c: Container, wanted: int) -> int:
-    """Polls the applied position until it reaches `wanted` or the read wait runs out."""
-    deadline = time.monotonic() + c.settings.read_wait_seconds
-    while True:
-        position = _applied(c)
-        if position >= wanted or time.monotonic() >= deadline:
-            return position
-        time.sleep(POLL_SECONDS)
-
-
 def answer(
     c: Container,
     min_position: int | None,
@@ -181,27 +163,24 @@ def answer(
 ) -> CallToolResult:
     """Runs `build(conn, applied_position)` over the read models (in one REPEATABLE READ
     snapshot, so rows and position agree) and renders the answer or the failure."""
-    if min_position is not None:
-        reached = _wait_for(c, min_position)
-        if reached < min_position:
-            return failure(
-                "projection_behind",
-                f"the read models have applied position {reached}, not yet the asked "
-                f"min_position {min_position} (waited {c.settings.read_wait_seconds:g} s); "
-                "retry shortly",
-                reached,
-            )
-    position: int | None = None
     try:
-        with c.read_side.connection() as conn:
-            if snapshot:
-                with queries.snapshot(conn):
-                    position = c.read_side.applied_position(conn)
-                    model = build(conn, position)
-            else:
-                position = c.read_side.applied_position(conn)
-                model = build(conn, position)
+        c.reads.wait(min_position)
+    except NotReached as exc:
+        return failure("projection_behind", exc.message, exc.reached)
+    seen: list[int] = []  # the position the query ran at, also when it raises
+
+    def run(conn: Connection[Any], position: int) -> M:
+        seen.append(position)
+        return build(conn, position)
+
+    try:
+        if snapshot:
+            model, _ = c.reads.snapshot(run)
+        else:
+            with c.read_side.connection() as conn:
+                model = run(conn, c.read_side.applied_position(conn))
     except NotFound as exc:
+        position = seen[0] if seen else None
         where = "" if position is None else f" as of read-model position {position}"
         return failure("not_found", f"{exc.message}{where}", position)
     except InvalidInput as exc:
@@ -253,7 +232,7 @@ def search_tools(  # noqa: PLR0917 - the tool's arguments
 
     def build(conn: Connection[Any], position: int) -> models.ToolSearch:
         result = searcher.search(conn, request)
-        extras = reads.tool_extras(conn, [h.id for h in result.items])
+        extras = queries.tool_extras(conn, [h.id for h in result.items])
         hits = []
         for h in result.items:
             extra = extras.get(str(h.id), {})
@@ -269,7 +248,7 @@ def search_tools(  # noqa: PLR0917 - the tool's arguments
                     status=h.status,
                     category=h.category,
                     tags=list(h.tags),
-                    inputs=reads.input_summary(extra.get("input_schema")),
+                    inputs=shapes.input_summary(extra.get("input_schema")),
                 )
             )
         return models.ToolSearch(
@@ -301,7 +280,9 @@ def get_tool(
             item = queries.get_historic(conn, "tool", slug, as_of=as_of, at_version=version)
         else:
             item = queries.get_current(conn, "tool", slug)
-        return models.ToolAnswer(tool=reads.tool_record(item), historic=historic, position=position)
+        return models.ToolAnswer(
+            tool=shapes.tool_record(item), historic=historic, position=position
+        )
 
     return answer(_container(ctx), min_position, build, render.tool)
 
@@ -328,7 +309,7 @@ def list_tools(  # noqa: PLR0917 - the tool's arguments
             status=status,
             include_deprecated=include_deprecated,
         )
-        items = [reads.tool_summary(i) for i in page["items"]]
+        items = [shapes.tool_summary(i) for i in page["items"]]
         return models.ToolPage(items=items, next_cursor=page["next_cursor"], position=position)
 
     return answer(_container(ctx), min_position, build, render.tool_page)
@@ -349,7 +330,7 @@ def tool_history(
         return models.ToolHistory(
             id=str(page["id"]),
             slug=current["tool"]["slug"],
-            items=[reads.version_entry(r) for r in page["items"]],
+            items=[shapes.version_entry(r) for r in page["items"]],
             next_after_version=page["next_after_version"],
             position=position,
         )
@@ -433,7 +414,7 @@ def get_document(
 
     def build(conn: Connection[Any], position: int) -> models.DocumentAnswer:
         item = queries.get_current(conn, "document", str(id))
-        return models.DocumentAnswer(document=reads.document_record(item), position=position)
+        return models.DocumentAnswer(document=shapes.document_record(item), position=position)
 
     return answer(_container(ctx), min_position, build, render.document)
 
@@ -457,7 +438,7 @@ def list_datasets(  # noqa: PLR0917 - the tool's arguments
 
     def build(conn: Connection[Any], position: int) -> models.DatasetPage:
         page = queries.list_datasets(conn, listing, owner=owner, status=status)
-        items = [reads.dataset_summary(i) for i in page["items"]]
+        items = [shapes.dataset_summary(i) for i in page["items"]]
         return models.DatasetPage(items=items, next_cursor=page["next_cursor"], position=position)
 
     return answer(_container(ctx), min_position, build, render.dataset_page)
@@ -470,7 +451,7 @@ def describe_dataset(
 
     def build(conn: Connection[Any], position: int) -> models.DatasetAnswer:
         item = queries.get_current(conn, "dataset", slug)
-        return models.DatasetAnswer(dataset=reads.dataset_record(item), position=position)
+        return models.DatasetAnswer(dataset=shapes.dataset_record(item), position=position)
 
     return answer(_container(ctx), min_position, build, render.dataset)
 
@@ -486,9 +467,9 @@ def changes_since(
     version (kind, id, slug or title, event, who, why). Continue from `next_position`."""
 
     def build(conn: Connection[Any], applied: int) -> models.Changes:
-        page = reads.changes_since(conn, position, applied, limit)
+        page = queries.changes_since(conn, position, applied, limit)
         return models.Changes(
-            items=[reads.change(r) for r in page["items"]],
+            items=[shapes.change(r) for r in page["items"]],
             next_position=page["next_position"],
             more=page["more"],
             position=applied,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -306,3 +306,40 @@ def diff_versions(
             raise UnknownVersion(kind, ref, field, version)
     patch = json_diff(snapshots[from_version], snapshots[to_version])
     return {"id": ident, "from": from_version, "to": to_version, "patch": patch}
+
+
+# --- the change feed and search details ----------------------------------------------------
+
+CHANGES = """SELECT h.position, h.kind, h.aggregate_id AS id, h.version, h.event_type,
+    h.occurred_at, h.actor, h.reason,
+    coalesce(h.snapshot ->> 'slug', h.snapshot ->> 'title') AS ref
+FROM rm_history h
+WHERE h.position > %s AND h.position <= %s
+ORDER BY h.position
+LIMIT %s"""
+
+
+def changes_since(conn: Connection[Any], after: int, applied: int, limit: int) -> dict[str, Any]:
+    """The version-history rows after store position `after`, in position order, up to the
+    applied position (rows beyond it may be in one read model and not yet in another). The
+    caller continues from `next_position`; no change is skipped or repeated."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(CHANGES, (after, applied, limit + 1)).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_position = int(rows[-1]["position"]) if more else max(after, applied)
+    return {"items": rows, "next_position": next_position, "more": more}
+
+
+def tool_extras(conn: Connection[Any], ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Input schema and semver of the given tools (by id), from the current state."""
+    wanted = [UUID(i) for i in ids]
+    if not wanted:
+        return {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT id, doc -> 'input_schema' AS input_schema, doc ->> 'version' AS semver "
+            "FROM rm_tools WHERE id = ANY(%s)",
+            (wanted,),
+        ).fetchall()
+    return {str(r["id"]): r for r in rows}

@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Cont
 from api.errors import ApiError
-from api.routes.common import NO_NUL
 from api.security import require
 from infra.security.api_keys import KeyError_, Principal, key_store
+from projections.read_args import NO_NUL
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require("admin"))])
 Admin = Annotated[Principal, Depends(require("admin"))]

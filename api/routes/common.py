@@ -17,32 +17,30 @@ from commands.audit import audit_trail
 from commands.common import Kind, WriteResult
 from infra.container import Container
 from projections import queries
+from projections.read_args import CURSOR_MAX, MAX_INT, NO_NUL, VALUE_MAX, WORDS_MAX
 
-# Versions are Postgres bigints; a larger number is refused as input, not a database error.
-MAX_VERSION = 2**63 - 1
+MAX_VERSION = MAX_INT
 POSITION_HEADER = "X-Ledger-Position"
 WAIT = [Depends(wait_for_projections)]
 R = TypeVar("R")
 
-# Filter values: no NUL (Postgres text cannot hold it), bounded length.
-NO_NUL = r"^[^\x00]*$"
-Text = Annotated[str | None, Query(max_length=200, pattern=NO_NUL)]
+Text = Annotated[str | None, Query(max_length=VALUE_MAX, pattern=NO_NUL)]
 Tags = Annotated[
-    list[Annotated[str, Field(max_length=200, pattern=NO_NUL)]] | None,
+    list[Annotated[str, Field(max_length=VALUE_MAX, pattern=NO_NUL)]] | None,
     Query(max_length=50, description="Repeatable; the item must have every tag given"),
 ]
 Words = Annotated[
     str | None,
     Query(
         min_length=1,
-        max_length=500,
+        max_length=WORDS_MAX,
         pattern=NO_NUL,
         description="Full-text search: items whose text has all these words",
     ),
 ]
 IncludeDeleted = Annotated[bool, Query(description="Also list soft-deleted items")]
 Cursor = Annotated[
-    str | None, Query(max_length=2000, description="The `next_cursor` of the previous page")
+    str | None, Query(max_length=CURSOR_MAX, description="The `next_cursor` of the previous page")
 ]
 Limit = Annotated[int, Query(ge=1, le=200)]
 
@@ -63,9 +61,7 @@ def write_response(result: WriteResult, response: Response) -> dict[str, Any]:
 def read_models(c: Container, response: Response, query: Callable[..., R]) -> tuple[R, int]:
     """Runs `query(conn)` and reads the applied position in the same snapshot, so the position
     reported is the one the answer reflects."""
-    with c.read_side.connection() as conn, queries.snapshot(conn):
-        position = c.read_side.applied_position(conn)
-        result = query(conn)
+    result, position = c.reads.snapshot(lambda conn, _: query(conn))
     response.headers[POSITION_HEADER] = str(position)
     return result, position
 

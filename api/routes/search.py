@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from api.deps import Cont, MinPosition
-from api.routes.common import NO_NUL, WAIT, Tags, Text, read_models
+from api.routes.common import WAIT, Tags, Text, read_models
 from api.schemas import READ_ERRORS
 from infra.container import Container
 from infra.usage.emitter import UsageEvent, digest_arguments, wait_stored
+from projections.read_args import NO_NUL, QUERY_MAX
 from projections.search_types import KINDS, SearchRequest, SearchResult
 from projections.vector_index import vectors_caught_up, wait_until
 
@@ -51,7 +52,7 @@ def search(  # noqa: PLR0917 - FastAPI reads the signature
     c: Cont,
     request: Request,
     response: Response,
-    q: Annotated[str, Query(min_length=1, max_length=1000, pattern=NO_NUL)],
+    q: Annotated[str, Query(min_length=1, max_length=QUERY_MAX, pattern=NO_NUL)],
     kind: Annotated[
         list[Literal["tool", "document", "dataset"]] | None,
         Query(description="Repeatable; default all kinds"),

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from psycopg import Connection
@@ -31,9 +31,19 @@ from infra.usage.emitter import UsageEmitter, UsageEvent
 from projections.analytics import UsageProjection, usage_stats
 
 if TYPE_CHECKING:
-    from infra.container import Container
     from infra.postgres.read_side import ReadSide
     from infra.settings import Settings
+
+
+class Analytics(Protocol):
+    """What the analytics reads need of the composition root: the read models and Redis."""
+
+    @property
+    def read_side(self) -> ReadSide: ...
+
+    @property
+    def redis(self) -> RedisHandle: ...
+
 
 log = structlog.get_logger("usage")
 
@@ -255,7 +265,7 @@ def build_usage_emitter(
 
 
 def usage_stats_for(
-    container: Container, tool: str | None = None, window: str = "1h", client: str | None = None
+    container: Analytics, tool: str | None = None, window: str = "1h", client: str | None = None
 ) -> dict[str, Any]:
     """`projections.analytics.usage_stats` with the container's Postgres and Redis; a Redis
     failure puts the handle in its cool-down (answers then come from Postgres)."""
@@ -263,7 +273,7 @@ def usage_stats_for(
         return usage_stats(conn, container.redis, tool, window, client)
 
 
-def add_analytics_agent(app: Any, settings: Settings, container: Container) -> Any:
+def add_analytics_agent(app: Any, settings: Settings, container: Analytics) -> Any:
     """Adds the analytics agent (usage topic → usage_stats + Redis) to the projector's app."""
     from projections.analytics_faust import add_usage_agent
 

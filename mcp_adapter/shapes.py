@@ -1,52 +1,10 @@
-"""The read-model query the MCP tools need beyond projections.queries (the change feed), and
-the mapping of query rows into the tools' answer models. Everything here reads the read models
-only."""
+"""Query rows (projections.queries) into the MCP tools' answer models."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
-from uuid import UUID
-
-from psycopg import Connection
-from psycopg.rows import dict_row
 
 from mcp_adapter import models
-
-CHANGES = """SELECT h.position, h.kind, h.aggregate_id AS id, h.version, h.event_type,
-    h.occurred_at, h.actor, h.reason,
-    coalesce(h.snapshot ->> 'slug', h.snapshot ->> 'title') AS ref
-FROM rm_history h
-WHERE h.position > %s AND h.position <= %s
-ORDER BY h.position
-LIMIT %s"""
-
-
-def changes_since(conn: Connection[Any], after: int, applied: int, limit: int) -> dict[str, Any]:
-    """The version-history rows after store position `after`, in position order, up to the
-    applied position (rows beyond it may be in one read model and not yet in another). The
-    caller continues from `next_position`; no change is skipped or repeated."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(CHANGES, (after, applied, limit + 1)).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_position = int(rows[-1]["position"]) if more else max(after, applied)
-    return {"items": rows, "next_position": next_position, "more": more}
-
-
-def tool_extras(conn: Connection[Any], ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Input schema and semver of the given tools (by id), from the current state."""
-    wanted = [UUID(i) for i in ids]
-    if not wanted:
-        return {}
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "SELECT id, doc -> 'input_schema' AS input_schema, doc ->> 'version' AS semver "
-            "FROM rm_tools WHERE id = ANY(%s)",
-            (wanted,),
-        ).fetchall()
-    return {str(r["id"]): r for r in rows}
-
 
 # --- rows into models -----------------------------------------------------------------------
 
