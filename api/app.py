@@ -48,13 +48,12 @@ def create_app(
         stop = threading.Event()
         workers = []
         if follow_log:
-            container.read_side.kafka_prefix = None  # this process feeds them from the log
             workers.append(
                 threading.Thread(
                     target=container.read_side.follower.run, args=(stop,), name="projections"
                 )
             )
-        indexer = start_search(container, follow_log=follow_log)
+        indexer = start_search(container.search_parts(), container.settings, follow_log=follow_log)
         if indexer is not None:
             workers.append(threading.Thread(target=indexer.run, args=(stop,), name="vectors"))
         for worker in workers:
@@ -66,6 +65,8 @@ def create_app(
         for worker in workers:
             worker.join(timeout=10)
 
+    if follow_log and container.read_side.kafka_prefix is not None:
+        raise ValueError("a process that follows the log reads it: build it with read_feed=log")
     app = FastAPI(title="mcp-ledger", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.container = container
     # /metrics: the default registry plus this container's read side and usage emitter.

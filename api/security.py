@@ -24,6 +24,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.errors import ApiError, error_response
 from api.headers import HSTS, SECURITY_HEADERS
+from infra.container import Container
 from infra.redis_client import RedisHandle
 from infra.security.api_keys import ANONYMOUS, PREFIX, ApiKeys, Principal, Role, key_store, parse
 from infra.security.rate_limit import Decision, LocalBuckets, RateLimiter
@@ -276,7 +277,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def install_access_control(app: Any, container: Any) -> None:
+def install_access_control(app: Any, container: Container) -> None:
     """Adds the Guard and, with MCP_LEDGER_CORS_ORIGINS, the CORS allowlist (outside the Guard:
     a preflight carries no key). Call it before the request-id middleware is added, so that
     middleware runs first."""

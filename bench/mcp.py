@@ -200,7 +200,7 @@ def main() -> None:
         print(f"# imported and projected {n_tools} tools in {time.monotonic() - t0:.1f} s")
         from infra.search.wiring import start_search
 
-        indexer = start_search(container, follow_log=True)
+        indexer = start_search(container.search_parts(), container.settings, follow_log=True)
         t0 = time.monotonic()
         if indexer is not None:
             indexer.catch_up()

@@ -16,6 +16,7 @@ from commands.context import CommandContext
 from commands.import_tools import BatchOutcome, import_tools
 from commands.inputs import ToolBatch
 from domain.errors import InvalidInput
+from infra.container import Container
 
 
 def _load(file: Path) -> Any:
@@ -25,7 +26,7 @@ def _load(file: Path) -> Any:
     return json.loads(text)
 
 
-def run_import(container: Any, file: Path, batch_size: int, actor: str) -> int:
+def run_import(container: Container, file: Path, batch_size: int, actor: str) -> int:
     try:
         batch = ToolBatch.model_validate(_load(file))
     except (OSError, ValueError, yaml.YAMLError) as exc:

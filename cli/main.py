@@ -38,6 +38,8 @@ def _serve(
     # Postgres) whether it arrives during start-up or after uvicorn's graceful shutdown, when
     # uvicorn re-raises the signal it caught.
     signal.signal(signal.SIGTERM, common.exit_on_signal)
+    if follow_log:  # this process keeps the read models itself, from the log
+        settings = settings.model_copy(update={"read_feed": "log"})
     container = common.container(settings)
     try:
         mode = "embedded" if settings.embedded else "server"

@@ -32,12 +32,12 @@ def mcp(
     up` and `mcp-ledger api` also serve it at /mcp beside the API. Logs go to stderr."""
 
     signal.signal(signal.SIGTERM, common.exit_on_signal)
-    container = common.container(common.settings())
+    overrides = {"read_feed": "log"} if follow_log else {}  # it keeps the read models itself
+    container = common.container(common.settings(**overrides))
     stop = threading.Event()
     worker = None
     try:
         if follow_log:
-            container.read_side.kafka_prefix = None  # this process feeds them from the log
             worker = threading.Thread(
                 target=container.read_side.follower.run, args=(stop,), name="projections"
             )

@@ -13,6 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli import common
+from infra.container import Container
+from infra.settings import Settings
 from projections.rebuild import rebuild as rebuild_projections
 from projections.rebuild import stream_log
 from projections.verify import differences
@@ -63,7 +65,7 @@ def projector(
         container.close()
 
 
-def _serve_metrics(port: int | None, container: Any) -> Any:
+def _serve_metrics(port: int | None, container: Container) -> Any:
     """The projector's /metrics: projection lag, dead letters, vector backlog, usage drops."""
     if not port:
         return lambda: None
@@ -80,14 +82,14 @@ def _serve_metrics(port: int | None, container: Any) -> Any:
     return serve_metrics(port, registry)
 
 
-def _start_indexer(settings: Any, container: Any) -> Any:
+def _start_indexer(settings: Settings, container: Container) -> Any:
     """With a shared Qdrant server the projector keeps the vector index: a thread drains the
     vector outbox that the current-state projection fills."""
     if settings.qdrant_url is None or settings.vectors == "off":
         return lambda: None
     from infra.search.wiring import start_search
 
-    indexer = start_search(container, follow_log=True)
+    indexer = start_search(container.search_parts(), container.settings, follow_log=True)
     if indexer is None:
         return lambda: None
     stop = threading.Event()
@@ -112,7 +114,7 @@ def _projector_source(source: str | None, settings: Any) -> str:
     return chosen
 
 
-def _run_kafka_projector(settings: Any, container: Any) -> None:
+def _run_kafka_projector(settings: Settings, container: Container) -> None:
     from kafka.errors import KafkaError
 
     from infra.kafka.projector import run_projector
@@ -125,7 +127,7 @@ def _run_kafka_projector(settings: Any, container: Any) -> None:
         raise typer.Exit(1) from None
 
 
-def _follow_log(container: Any) -> None:
+def _follow_log(container: Container) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

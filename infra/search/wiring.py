@@ -108,11 +108,13 @@ def runs_indexer(settings: Settings, *, follow_log: bool) -> bool:
     return settings.vectors == "on" and (settings.qdrant_url is None or follow_log)
 
 
-def start_search(container: Any, *, follow_log: bool) -> VectorIndexer | None:
-    """Opens search for a serving process (loading the model now, not on the first query) and
-    returns the indexer this process must run, if any, prepared."""
-    parts: SearchParts = container.search_parts()
-    if parts.indexer is None or not runs_indexer(container.settings, follow_log=follow_log):
+def start_search(
+    parts: SearchParts, settings: Settings, *, follow_log: bool
+) -> VectorIndexer | None:
+    """Opens search for a serving process (`parts` is built on first use: the model loads
+    now, not on the first query) and returns the indexer this process must run, if any,
+    prepared."""
+    if parts.indexer is None or not runs_indexer(settings, follow_log=follow_log):
         return None
     from projections.vector_index import IndexMismatch, IndexOwnedElsewhere
 
