@@ -13,6 +13,7 @@ from commands.context import CommandContext
 from commands.ports import CommandDeps, IdempotencyRequest
 from infra.container import Container
 from infra.postgres.reads import NotReached
+from infra.security.api_keys import Principal
 from projections.read_args import MAX_INT
 
 
@@ -66,9 +67,14 @@ async def command_context(  # noqa: PLR0917 - FastAPI reads the signature
         ).hexdigest()
         idempotency = IdempotencyRequest(idempotency_key, digest)
     # The acting key is the actor; X-Actor is honoured only when auth is off (no key).
-    principal = getattr(request.state, "principal", None)
+    principal: Principal | None = getattr(request.state, "principal", None)
+    actor, author = x_actor or "anonymous", None
+    if principal is not None and principal.id is not None:
+        actor = principal.actor
+        author = principal.id if principal.kind == "oidc" else principal.name
     return CommandContext(
-        actor=principal.actor if principal and principal.id else x_actor or "anonymous",
+        actor=actor,
+        author=author,
         correlation_id=request.state.request_id,
         reason=x_reason,
         expected_version=_expected_version(if_match, expected_version),

@@ -19,6 +19,13 @@ class CommandContext:
     expected_version: int | None = None
     idempotency: IdempotencyRequest | None = None
     command_id: str = field(default_factory=lambda: str(uuid4()))
+    # Who is acting, as people name them (a key's name, an OIDC subject): the author of a tool
+    # registered without one. None: the actor.
+    author: str | None = None
+
+    @property
+    def default_author(self) -> str:
+        return self.author or self.actor
 
     def meta(self, clock: Callable[[], datetime]) -> EventMeta:
         # The command is the cause of the events it produces.

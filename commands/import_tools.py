@@ -35,6 +35,7 @@ def _batch_context(ctx: CommandContext, index: int) -> CommandContext:
         reason=ctx.reason,
         idempotency=IdempotencyRequest(key, ctx.idempotency.request_hash),
         command_id=ctx.command_id,
+        author=ctx.author,
     )
 
 

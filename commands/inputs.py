@@ -64,7 +64,12 @@ class RegisterTool(_Input):
     )
     output_schema: JsonObject | None = None
     version: str = Field(examples=["1.0.0"], description="Semantic version; only moves forward")
-    author: str = Field(examples=["platform-team"], max_length=TOOL_TEXT["author"])
+    author: str | None = Field(
+        default=None,
+        examples=["platform-team"],
+        max_length=TOOL_TEXT["author"],
+        description="Defaults to who registers it: the API key's name, or the OIDC subject",
+    )
     config: JsonObject = Field(
         default_factory=dict,
         description="Free JSON; values under sensitive keys are sealed and never shown again",

@@ -21,6 +21,8 @@ def tool_registration_events(
 ) -> list[Any]:
     """The events that register one tool: the tool itself and its slug claim."""
     tool_id = uuid4()
+    if not data.get("author"):
+        data = {**data, "author": ctx.default_author}
     config = data.get("config") or {}
     keys = sensitive_keys_of(config, data.get("sensitive_keys") or [])
     sealed = {**data, "config": seal_sensitive(deps, tool_id, config, keys)}

@@ -16,7 +16,7 @@ EXPECTED_FORMS = {
     "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')",
     "MCP_LEDGER_DATA_DIR": "a directory path",
     "MCP_LEDGER_LOG_LEVEL": "one of debug, info, warning, error",
-    "MCP_LEDGER_LOG_FORMAT": "json or console",
+    "MCP_LEDGER_LOG_FORMAT": "auto (console at a terminal, else json), json or console",
     "MCP_LEDGER_DB_POOL_SIZE": "an integer from 1 to 100",
     "MCP_LEDGER_IMPORT_BATCH_SIZE": "an integer from 1 to 10000",
     "MCP_LEDGER_APPEND_TIMEOUT": "seconds, a number from 1 to 600",
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".mcp-ledger")
     secret_key: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["auto", "json", "console"] = "auto"
     db_pool_size: int = Field(default=10, ge=1, le=100)
     import_batch_size: int = Field(default=500, ge=1, le=10_000)
     # How long one append may hold the events table before its session is ended (a stalled

@@ -1,4 +1,5 @@
-"""structlog JSON logs with the request id bound per request, and secrets scrubbed."""
+"""structlog logs (JSON, or readable lines at a terminal) with the request id bound per request,
+and secrets scrubbed."""
 
 from __future__ import annotations
 
@@ -32,11 +33,15 @@ def scrub_secrets(
     return event_dict
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    """`auto`: readable lines for a person at a terminal, JSON for everything else."""
+    terminal = sys.stderr.isatty()
+    if fmt == "auto":
+        fmt = "console" if terminal else "json"
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(colors=terminal)
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -140,3 +140,17 @@ def test_a_store_that_cannot_take_the_append_answers_503_with_retry_after(
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == error.code
     assert answer.headers["retry-after"] == "1"
+
+
+def test_a_tool_registered_without_an_author_is_authored_by_the_key(container) -> None:  # type: ignore[no-untyped-def]
+    from commands.common import load
+    from commands.tools import TOOL
+
+    name = f"ci-bot-{uuid.uuid4().hex[:6]}"
+    token = key_store(container.read_side).create(name, "editor")[1]
+    body = tool_body()
+    del body["author"]
+    with TestClient(build_app(container, rate_limit="off")) as c:
+        answer = c.post("/api/v1/tools", json=body, headers=bearer(token))
+    assert answer.status_code == 201, answer.text
+    assert load(container.deps, TOOL, str(body["slug"])).author == name
