@@ -284,11 +284,11 @@ def install_access_control(app: Any, container: Container) -> None:
     settings: Settings = container.settings
     limiter = None
     failures = None
-    if settings.rate_limit == "on" and settings.redis_url:
+    if settings.rate_limit and settings.redis_url:
         redis = RedisHandle(settings.redis_url, connect_timeout=0.25, timeout=0.25)
         limiter = RateLimiter(settings, redis)
         failures = FailedAuthentications(limiter, LocalBuckets(settings))
-    elif settings.rate_limit == "on":
+    elif settings.rate_limit:
         log.info("rate_limits_off", reason="no REDIS_URL: requests are not rate limited")
         failures = FailedAuthentications(None, LocalBuckets(settings))
     if not settings.auth_enabled:
@@ -324,7 +324,7 @@ def install_access_control(app: Any, container: Container) -> None:
 
 def install_security_headers(app: Any, settings: Settings) -> None:
     """Add it last: the outermost middleware, so every answer (413s included) has them."""
-    app.add_middleware(SecurityHeaders, https=settings.https == "on")
+    app.add_middleware(SecurityHeaders, https=settings.https)
 
 
 def _warn_open(settings: Settings) -> None:

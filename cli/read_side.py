@@ -85,7 +85,7 @@ def _serve_metrics(port: int | None, container: Container) -> Any:
 def _start_indexer(settings: Settings, container: Container) -> Any:
     """With a shared Qdrant server the projector keeps the vector index: a thread drains the
     vector outbox that the current-state projection fills."""
-    if settings.qdrant_url is None or settings.vectors == "off":
+    if settings.qdrant_url is None or not settings.vectors:
         return lambda: None
     from infra.search.wiring import start_search
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -40,7 +41,7 @@ EXPECTED_FORMS = {
     "MCP_LEDGER_USAGE_DURABLE": "true or false",
     "MCP_LEDGER_USAGE_WAIT": "seconds, a number above 0 and at most 60",
     "QDRANT_URL": "http(s)://HOST:PORT of a Qdrant server (or unset for the embedded index)",
-    "MCP_LEDGER_VECTORS": "on or off",
+    "MCP_LEDGER_VECTORS": "on or off (or true/false)",
     "MCP_LEDGER_EMBEDDING_PROVIDER": "minilm (offline, the default) or openai (an "
     "OpenAI-compatible endpoint)",
     "MCP_LEDGER_EMBEDDING_URL": "the endpoint's base URL, e.g. https://api.openai.com/v1",
@@ -119,7 +120,7 @@ class Settings(BaseSettings):
     usage_durable: bool = True
     usage_wait: float = Field(default=5.0, gt=0, le=60)
     # Search: the vector index (embedded Qdrant under data_dir/vectors unless QDRANT_URL).
-    vectors: Literal["on", "off"] = "on"
+    vectors: bool = True
     qdrant_url: str | None = Field(default=None, validation_alias="QDRANT_URL")
     qdrant_api_key: str | None = Field(default=None, validation_alias="QDRANT_API_KEY")
     embedding_provider: Literal["minilm", "openai"] = "minilm"
@@ -130,11 +131,11 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(default=32, ge=1, le=2048)
     embedding_timeout: float = Field(default=30.0, gt=0, le=600)
     # Access control and limits (api/security.py). auth/mcp_auth unset: see auth_enabled.
-    auth: Literal["on", "off"] | None = None
-    mcp_auth: Literal["on", "off"] | None = None
+    auth: bool | None = None
+    mcp_auth: bool | None = None
     cors_origins: str = ""
-    https: Literal["on", "off"] = "off"
-    rate_limit: Literal["on", "off"] = "on"
+    https: bool = False
+    rate_limit: bool = True
     rate_limit_read: str = Field(default="50/200", pattern=RATE_FORM)
     rate_limit_write: str = Field(default="10/50", pattern=RATE_FORM)
     rate_limit_search: str = Field(default="10/40", pattern=RATE_FORM)
@@ -246,6 +247,14 @@ class Settings(BaseSettings):
             )
         return self
 
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Settings:
+        """A copy whose changed settings are validated like any setting ("off" is False)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        return type(self).model_validate({**self.model_dump(), **update})
+
     @property
     def embedded(self) -> bool:
         return self.database_url is None
@@ -253,11 +262,11 @@ class Settings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         """API keys required: MCP_LEDGER_AUTH, by default off only in the embedded mode."""
-        return self.auth == "on" if self.auth else not self.embedded
+        return self.auth if self.auth is not None else not self.embedded
 
     @property
     def mcp_auth_enabled(self) -> bool:
-        return self.mcp_auth == "on" if self.mcp_auth else self.auth_enabled
+        return self.mcp_auth if self.mcp_auth is not None else self.auth_enabled
 
     @property
     def cors_origin_list(self) -> list[str]:

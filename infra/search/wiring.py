@@ -73,7 +73,7 @@ def build_vector_store(settings: Settings) -> VectorStore:
 def build_search(settings: Settings, connect: Connect) -> SearchParts:
     """Search for a process that serves queries: vector + lexical when the model and the index
     can be opened here, lexical with a stated reason otherwise."""
-    if settings.vectors == "off":
+    if not settings.vectors:
         return SearchParts(Searcher(None, None, "vector search is off (MCP_LEDGER_VECTORS=off)"))
     try:
         embedder = build_embedder(settings)
@@ -105,7 +105,7 @@ def query_embedder(settings: Settings, indexing: Embedder) -> Embedder:
 def runs_indexer(settings: Settings, *, follow_log: bool) -> bool:
     """Whether a serving process indexes: it owns an embedded index, or it runs the projections
     itself (then nobody else feeds a shared one)."""
-    return settings.vectors == "on" and (settings.qdrant_url is None or follow_log)
+    return settings.vectors and (settings.qdrant_url is None or follow_log)
 
 
 def start_search(
