@@ -26,7 +26,14 @@ FIRST_SET_TOOLS = HERE.parent / "search_eval" / "tools.jsonl"
 MIN_TOOLS = 240
 MIN_QUERIES = 350
 MIN_CATEGORIES = 28
-MIN_PER_KIND = {"paraphrase": 60, "task": 60, "keyword": 60, "typo": 50, "two_jobs": 30, "filter": 5}
+MIN_PER_KIND = {
+    "paraphrase": 60,
+    "task": 60,
+    "keyword": 60,
+    "typo": 50,
+    "two_jobs": 30,
+    "filter": 5,
+}
 
 TOOL_FIELDS = {
     "slug": str,
@@ -238,7 +245,9 @@ def check_independent(tools: dict[str, dict], problems: Problems) -> None:
         if slug in first_slugs:
             problems.add(f"tools.jsonl ({slug})", "slug also used in the first set")
         if " ".join(tool["name"].lower().split()) in first_names:
-            problems.add(f"tools.jsonl ({slug})", f"name {tool['name']!r} also used in the first set")
+            problems.add(
+                f"tools.jsonl ({slug})", f"name {tool['name']!r} also used in the first set"
+            )
 
 
 def main() -> int:
@@ -278,8 +287,14 @@ def main() -> int:
     active, draft = statuses.get("active", 0), statuses.get("draft", 0)
     print(f"tools:       {len(tools)}  (active {active}, draft {draft})")
     print(f"domains:     {len(categories)}")
-    short = {"paraphrase": "para", "task": "task", "keyword": "kw", "typo": "typo",
-             "two_jobs": "two", "filter": "filt"}
+    short = {
+        "paraphrase": "para",
+        "task": "task",
+        "keyword": "kw",
+        "typo": "typo",
+        "two_jobs": "two",
+        "filter": "filt",
+    }
     header = " ".join(f"{short[k]:>5}" for k in KINDS)
     print(f"    {'domain':<17} {'tools':>5} {'qs':>4}  {header}")
     for cat, n in sorted(categories.items()):
