@@ -634,7 +634,9 @@ def bench_index(report: Report, container: Container, n_units: int) -> str:
     parts = container.search_parts()
     if parts.store is None or parts.embedder is None:
         raise RuntimeError(f"no vector search in the bench process: {parts.searcher.unavailable}")
-    indexer = VectorIndexer(parts.store, parts.embedder, container.read_side.connection)
+    indexer = VectorIndexer(
+        parts.store, parts.embedder, container.read_side.connection, sparse=parts.sparse
+    )
     t0 = time.perf_counter()
     generation, count = indexer.rebuild(Progress("rebuild"))
     elapsed = time.perf_counter() - t0

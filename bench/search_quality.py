@@ -69,7 +69,7 @@ def index(container: Container, embedder: Embedder | None = None) -> VectorIndex
     assert parts.store is not None, parts.searcher.unavailable
     model = embedder or parts.embedder
     assert model is not None
-    indexer = VectorIndexer(parts.store, model, container.read_side.connection)
+    indexer = VectorIndexer(parts.store, model, container.read_side.connection, sparse=parts.sparse)
     if embedder is None:
         indexer.prepare()
         t0 = time.perf_counter()

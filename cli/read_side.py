@@ -177,6 +177,7 @@ def rebuild(
 
 
 def _rebuild_vectors(model: str | None) -> None:
+    from infra.search.sparse import Bm25Encoder
     from infra.search.vector_store import VectorStoreError
     from infra.search.wiring import build_embedder, build_vector_store
     from projections.vector_index import VectorIndexer, live_units
@@ -190,7 +191,7 @@ def _rebuild_vectors(model: str | None) -> None:
         container.close()
         typer.echo(f"rebuild vectors: {exc}", err=True)
         raise typer.Exit(2) from None
-    indexer = VectorIndexer(store, embedder, container.read_side.connection)
+    indexer = VectorIndexer(store, embedder, container.read_side.connection, sparse=Bm25Encoder())
     columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns) as bar:

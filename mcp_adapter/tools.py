@@ -4,6 +4,7 @@ answer models."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -20,6 +21,7 @@ from pydantic import AwareDatetime, Field
 from domain.errors import NotFound
 from infra.container import Container
 from infra.kafka.cloudevents import rfc3339
+from infra.postgres.reads import NotReached
 from mcp_adapter import models, render, shapes
 from mcp_adapter.answers import (
     Ctx,
@@ -52,6 +54,14 @@ from projections.search_types import SearchRequest
 # --- tools ----------------------------------------------------------------------------------
 
 
+def _index_current(c: Container, min_position: int | None) -> bool:
+    """Whether the vector index has every change up to `min_position` (waited for, bounded,
+    after the read models); if not, Postgres full text ranks too, so a fresh write is found."""
+    with contextlib.suppress(NotReached):  # answer() reports it
+        c.reads.wait(min_position)
+    return c.reads.vectors_current(min_position)
+
+
 def search_tools(  # noqa: PLR0917 - the tool's arguments
     ctx: Ctx,
     query: SearchText,
@@ -69,6 +79,7 @@ def search_tools(  # noqa: PLR0917 - the tool's arguments
     searcher, why = searcher_of(c)
     if searcher is None:
         return failure("search_unavailable", why)
+    current = _index_current(c, min_position)
     request = SearchRequest(
         q=query,
         kinds=("tool",),
@@ -80,7 +91,7 @@ def search_tools(  # noqa: PLR0917 - the tool's arguments
     )
 
     def build(conn: Connection[Any], position: int) -> models.ToolSearch:
-        result = searcher.search(conn, request)
+        result = searcher.search(conn, request, index_current=current)
         extras = queries.tool_extras(conn, [h.id for h in result.items])
         hits = []
         for h in result.items:
@@ -227,6 +238,7 @@ def search_documents(
     searcher, why = searcher_of(c)
     if searcher is None:
         return failure("search_unavailable", why)
+    current = _index_current(c, min_position)
     request = SearchRequest(
         q=query,
         kinds=("document",),
@@ -235,7 +247,7 @@ def search_documents(
     )
 
     def build(conn: Connection[Any], position: int) -> models.DocumentSearch:
-        result = searcher.search(conn, request)
+        result = searcher.search(conn, request, index_current=current)
         hits = [
             models.DocumentHit(
                 id=str(h.id),

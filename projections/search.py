@@ -1,11 +1,14 @@
-"""Hybrid search: vector similarity (the live index generation in the vector store) fused with
-a lexical match (Postgres full-text over `rm_search`, the same units) by reciprocal rank fusion.
-Filters run inside both. If the model or the store cannot answer, the lexical ranking is
-returned alone with a warning: search degrades, it does not fail."""
+"""Hybrid search. The live index generation holds, per unit, a dense vector and a BM25 sparse
+vector (IDF over the collection); one query per kind fetches candidates of both and fuses them
+(distribution-based score fusion), with the filters inside the index. If the model cannot
+answer, BM25 from the index answers alone; if the index cannot, Postgres full text over
+`rm_search` (the same units) does, with a warning: search degrades, it does not fail.
+Generations of the first, dense-only layout (until the indexer rebuilds them) and searches
+that include deleted items fuse dense vectors with Postgres full text by reciprocal rank."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,14 +17,24 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 
 from projections.search_types import SearchHit, SearchRequest, SearchResult
-from projections.vector_index import check_model, check_owner, live_index
-from projections.vector_ports import Embedder, VectorFilter, VectorStore
+from projections.vector_index import Generation, check_model, check_owner, live_index
+from projections.vector_ports import (
+    Embedder,
+    Fusion,
+    SparseEncoder,
+    VectorFilter,
+    VectorHit,
+    VectorStore,
+)
 
 log = structlog.get_logger("projections.search")
 
 # Retired items (a deprecated tool, an archived dataset) are left out unless asked for.
 RETIRED = ["deprecated", "archived"]
-RRF_K = 60  # the usual constant: ranks matter, raw scores of different scales do not
+RRF_K = 60  # the first layout's fusion with Postgres full text: ranks only
+# Fusion of the index's dense and BM25 candidates: distribution-based score fusion ranked best
+# on both evaluation sets (docs/search-quality.md).
+DEFAULT_FUSION = Fusion("dbsf")
 MIN_CANDIDATES = 50
 
 
@@ -41,23 +54,117 @@ class Searcher:
         embedder: Embedder | None,
         store: VectorStore | None,
         unavailable: str | None = None,
+        sparse: SparseEncoder | None = None,
+        fusion: Fusion = DEFAULT_FUSION,
     ) -> None:
         self.embedder = embedder
         self.store = store
         # Why this process has no vector search, when it has none (reported as a warning).
         self.unavailable = unavailable
+        self.sparse = sparse
+        self.fusion = fusion
 
-    def search(self, conn: Connection[Any], req: SearchRequest) -> SearchResult:
+    def search(
+        self, conn: Connection[Any], req: SearchRequest, *, index_current: bool = True
+    ) -> SearchResult:
+        """`index_current=False`: the caller asked for a position the vector index has not
+        reached, so Postgres full text (as fresh as the read models) ranks with the vectors."""
         wanted = max(req.limit * 4, MIN_CANDIDATES)
         warnings: list[str] = []
+        try:
+            generation = self._hybrid_generation(conn, req) if index_current else None
+        except Exception as exc:  # no usable index here: the Postgres path says why
+            generation = None
+            if req.mode != "lexical":
+                warnings.append(self._unavailable(exc))
+        if generation is not None:
+            try:
+                ranked, mode = self._in_index(generation, req, wanted, warnings)
+                return SearchResult(_details(conn, _best(ranked, req.limit)), mode, warnings)
+            except Exception as exc:  # the store failed: Postgres full text still answers
+                warnings.append(self._unavailable(exc))
+                lexical = _lexical(conn, req, wanted)
+                return SearchResult(_details(conn, _best(lexical, req.limit)), "lexical", warnings)
+        return self._with_postgres(conn, req, wanted, warnings)
+
+    def _unavailable(self, exc: Exception) -> str:
+        reason = f"{type(exc).__name__}: {exc}" if self.unavailable is None else str(exc)
+        log.warning("vector_search_unavailable", error=reason)
+        return f"vector search unavailable, lexical results only ({reason})"
+
+    def _hybrid_generation(self, conn: Connection[Any], req: SearchRequest) -> Generation | None:
+        """The live generation when it holds BM25 beside the vectors, so one index answers;
+        None for the first (dense-only) layout and for searches of deleted items (the index
+        holds live items only), which Postgres full text answers."""
+        if self.store is None or self.sparse is None or req.include_deleted:
+            return None
+        live = live_index(conn)
+        if live is None:
+            return None
+        generation, owner = live
+        check_owner(owner, self.store)
+        return generation if generation.hybrid else None
+
+    def _in_index(
+        self, generation: Generation, req: SearchRequest, wanted: int, warnings: list[str]
+    ) -> tuple[list[_Match], str]:
+        """Dense and BM25 fused in one query per kind; BM25 alone when the model cannot
+        answer (or for `lexical`); dense alone for `vector`."""
+        assert self.store is not None
+        assert self.sparse is not None
+        flt = _vector_filter(req)
+        dense: list[float] | None = None
+        if req.mode != "lexical":
+            try:
+                dense = self._embed(generation, req.q)
+            except Exception as exc:  # the model is down: BM25 from the index still answers
+                if req.mode == "vector":
+                    raise
+                warnings.append(self._unavailable(exc))
+        if req.mode == "vector" and dense is not None:
+            return self._collect(generation, req, lambda c: self.store.query(  # type: ignore[union-attr]
+                c, dense, flt, wanted, req.min_score)), "vector"  # fmt: skip
+        words = self.sparse.query(req.q)
+        if dense is None:
+            return self._collect(generation, req, lambda c: self.store.query_sparse(  # type: ignore[union-attr]
+                c, words, flt, wanted)), "lexical"  # fmt: skip
+        fused = self._collect(generation, req, lambda c: self.store.query_hybrid(  # type: ignore[union-attr]
+            c, dense, words, flt, wanted, fusion=self.fusion))  # fmt: skip
+        return fused, "hybrid"
+
+    def _embed(self, generation: Generation, text: str) -> list[float]:
+        if self.embedder is None:
+            raise RuntimeError(self.unavailable or "no embedding model in this process")
+        check_model(generation, self.embedder)
+        return list(self.embedder.embed([text])[0].tolist())
+
+    def _collect(
+        self,
+        generation: Generation,
+        req: SearchRequest,
+        ask: Callable[[str], list[VectorHit]],
+    ) -> list[_Match]:
+        matches: list[_Match] = []
+        for kind in req.kinds:
+            matches += [
+                _Match(kind, h.payload["aggregate_id"], int(h.payload["chunk"]), h.score)
+                for h in ask(generation.collection(kind))
+            ]
+        matches.sort(key=lambda m: m.score, reverse=True)
+        return matches
+
+    def _with_postgres(
+        self, conn: Connection[Any], req: SearchRequest, wanted: int, warnings: list[str]
+    ) -> SearchResult:
+        """The first layout (and deleted items): dense vectors fused with Postgres full text."""
         vector: list[_Match] | None = None
         if req.mode in ("hybrid", "vector"):
             try:
                 vector = self._vector(conn, req, wanted)
             except Exception as exc:  # any failure of the model or store: fall back
-                reason = f"{type(exc).__name__}: {exc}" if self.unavailable is None else str(exc)
-                log.warning("vector_search_unavailable", error=reason)
-                warnings.append(f"vector search unavailable, lexical results only ({reason})")
+                message = self._unavailable(exc)
+                if message not in warnings:
+                    warnings.append(message)
         if req.mode == "vector" and vector is not None:
             ranked, mode = _best(vector, req.limit), "vector"
         else:
@@ -79,15 +186,10 @@ class Searcher:
         check_owner(owner, self.store)
         query = self.embedder.embed([req.q])[0].tolist()
         flt = _vector_filter(req)
-        matches: list[_Match] = []
-        for kind in req.kinds:
-            hits = self.store.query(generation.collection(kind), query, flt, wanted, req.min_score)
-            matches += [
-                _Match(kind, h.payload["aggregate_id"], int(h.payload["chunk"]), h.score)
-                for h in hits
-            ]
-        matches.sort(key=lambda m: m.score, reverse=True)
-        return matches
+        store = self.store
+        return self._collect(
+            generation, req, lambda c: store.query(c, query, flt, wanted, req.min_score)
+        )
 
 
 def _vector_filter(req: SearchRequest) -> VectorFilter:

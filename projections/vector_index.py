@@ -31,7 +31,13 @@ from psycopg.rows import dict_row
 
 from projections import advisory_locks
 from projections.kinds import KINDS
-from projections.vector_ports import Embedder, VectorPoint, VectorStore
+from projections.vector_ports import (
+    Embedder,
+    SparseEncoder,
+    SparseVector,
+    VectorPoint,
+    VectorStore,
+)
 
 log = structlog.get_logger("projections.vectors")
 
@@ -56,20 +62,29 @@ OWNER_LEASE_SECONDS = 30.0  # an owner silent this long may be replaced
 HEARTBEAT_SECONDS = 5.0
 
 
+HYBRID, DENSE_ONLY = "hybrid", "dense"  # layouts: dense + BM25 vectors, or the first (dense)
+
+
 @dataclass(frozen=True)
 class Generation:
     name: str
     model: str
     dimension: int
+    layout: str = HYBRID
+
+    @property
+    def hybrid(self) -> bool:
+        return self.layout == HYBRID
 
     def collection(self, kind: str) -> str:
         return f"ledger_{COLLECTIONS[kind]}__{self.name}"
 
 
-def new_generation(embedder: Embedder) -> Generation:
+def new_generation(embedder: Embedder, layout: str = HYBRID) -> Generation:
     slug = re.sub(r"[^a-z0-9]+", "-", embedder.model.lower()).strip("-")
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
-    return Generation(f"{slug}-{embedder.dimension}-{stamp}", embedder.model, embedder.dimension)
+    name = f"{slug}-{embedder.dimension}-{stamp}"
+    return Generation(name, embedder.model, embedder.dimension, layout)
 
 
 def point_id(aggregate_id: Any, chunk: int) -> str:
@@ -89,11 +104,13 @@ def live_index(conn: Connection[Any]) -> tuple[Generation, str | None] | None:
     """The live generation and the store keeping it, in one query (every search asks)."""
     row = _one(
         conn,
-        "SELECT generation, model, dimension, owner FROM vector_indexes WHERE status = 'active'",
+        "SELECT generation, model, dimension, layout, owner FROM vector_indexes "
+        "WHERE status = 'active'",
     )
     if row is None:
         return None
-    return Generation(row["generation"], row["model"], row["dimension"]), row["owner"]
+    generation = Generation(row["generation"], row["model"], row["dimension"], row["layout"])
+    return generation, row["owner"]
 
 
 def index_owner(conn: Connection[Any]) -> tuple[str | None, bool]:
@@ -138,13 +155,23 @@ def check_model(generation: Generation, embedder: Embedder) -> None:
 
 class VectorIndexer:
     def __init__(
-        self, store: VectorStore, embedder: Embedder, connect: Connect, batch_size: int = 256
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        connect: Connect,
+        batch_size: int = 256,
+        sparse: SparseEncoder | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.connect = connect
         self.batch_size = batch_size
+        # BM25 beside the dense vectors; without it, generations are built dense only.
+        self.sparse = sparse
+        self.layout = HYBRID if sparse is not None else DENSE_ONLY
         self.generation: Generation | None = None
+        # The live generation has an older layout: run() builds a new one first.
+        self.upgrade_pending = False
         self._since_optimize = 0
 
     # -- start-up ---------------------------------------------------------------------------
@@ -157,13 +184,15 @@ class VectorIndexer:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (VECTOR_LOCK,))
             generation = active_generation(conn)
             if generation is None:
-                generation = new_generation(self.embedder)
+                generation = new_generation(self.embedder, self.layout)
                 conn.execute(
-                    "INSERT INTO vector_indexes (generation, model, dimension, status, "
+                    "INSERT INTO vector_indexes (generation, model, dimension, layout, status, "
                     "activated_at, owner, owner_seen_at) "
-                    "VALUES (%s, %s, %s, 'active', now(), %s, now())",
-                    (generation.name, generation.model, generation.dimension, me),
-                )
+                    "VALUES (%s, %s, %s, %s, 'active', now(), %s, now())",
+                    (generation.name, generation.model, generation.dimension, generation.layout,
+                     me),
+                )  # fmt: skip
+            self.upgrade_pending = generation.layout != self.layout
             check_model(generation, self.embedder)
             owner, lapsed = index_owner(conn)
             if owner != me and not lapsed:
@@ -178,7 +207,7 @@ class VectorIndexer:
             )
             empty = True
             for kind in COLLECTIONS:
-                self.store.ensure_collection(generation.collection(kind), generation.dimension)
+                self._ensure(generation, kind)
                 empty = empty and self.store.count(generation.collection(kind)) == 0
             if empty or taken_over:
                 _enqueue_all(conn)
@@ -236,14 +265,19 @@ class VectorIndexer:
         versions: dict[Any, int] = {}
         for kind in {k for _, k in items}:
             ids = [str(i) for i, k in items if k == kind]
-            versions.update(self._index_kind(generation.collection(kind), ids, by_kind[kind]))
+            versions.update(self._index_kind(generation, kind, ids, by_kind[kind]))
         for item_id, _ in items:
             versions.setdefault(item_id, 0)  # no units at all: nothing left to index
         return versions
 
+    def _ensure(self, generation: Generation, kind: str) -> None:
+        collection = generation.collection(kind)
+        self.store.ensure_collection(collection, generation.dimension, hybrid=generation.hybrid)
+
     def _index_kind(
-        self, collection: str, ids: list[str], units: list[dict[str, Any]]
+        self, generation: Generation, kind: str, ids: list[str], units: list[dict[str, Any]]
     ) -> dict[Any, int]:
+        collection = generation.collection(kind)
         existing = {p.id: p for p in self.store.points_of(collection, ids)}
         live = [u for u in units if not u["deleted"]]
         hashes = [text_hash(u["body"]) for u in live]
@@ -264,9 +298,20 @@ class VectorIndexer:
             fresh = self.embedder.embed([live[i]["body"] for i in todo])
             for i, vector in zip(todo, fresh, strict=True):
                 vectors[i] = vector.tolist()
+        sparse: list[SparseVector | None] = [None] * len(live)
+        if generation.hybrid:
+            if self.sparse is None:
+                raise IndexMismatch(
+                    f"the vector index generation {generation.name} holds BM25 vectors, which "
+                    "this indexer was not given the encoder for"
+                )
+            avg_len = KINDS[kind].bm25_avg_len
+            sparse = [self.sparse.document(u["body"], avg_len) for u in live]
         points = [
-            VectorPoint(pid, vector, _payload(unit, digest))
-            for pid, vector, unit, digest in zip(pids, vectors, live, hashes, strict=True)
+            VectorPoint(pid, vector, _payload(unit, digest), bow)
+            for pid, vector, unit, digest, bow in zip(
+                pids, vectors, live, hashes, sparse, strict=True
+            )
         ]
         self.store.upsert(collection, points)
         self.store.delete(collection, sorted(set(existing) - set(pids)))
@@ -291,6 +336,7 @@ class VectorIndexer:
         as it goes; on the way out it gives the ownership up, so a successor need not wait."""
         beat = told = 0.0
         try:
+            self._upgrade_if_pending()
             while not stop.is_set():
                 try:
                     if time.monotonic() - beat >= HEARTBEAT_SECONDS:
@@ -311,6 +357,20 @@ class VectorIndexer:
                     stop.wait(idle_wait)
         finally:
             self.release()
+
+    def _upgrade_if_pending(self) -> None:
+        """A live generation of an older layout is rebuilt in the new one (searches keep the
+        old generation meanwhile)."""
+        if self.generation is None:
+            try:
+                self.prepare()
+            except Exception:  # run()'s loop reports and retries
+                return
+        if self.upgrade_pending:
+            log.info("vector_index_upgrade", layout=self.layout, reason="older layout")
+            generation, count = self.rebuild()
+            log.info("vector_index_upgraded", generation=generation.name, points=count)
+            self.upgrade_pending = False
 
     def heartbeat(self) -> None:
         with self.connect() as conn:
@@ -339,7 +399,7 @@ class VectorIndexer:
         count. The live indexer is paused meanwhile (the lock): queries keep the old, complete
         index, and changes wait in the outbox, which the live indexer then applies to the new
         generation (idempotently, for those the rebuild already saw)."""
-        generation = new_generation(self.embedder)
+        generation = new_generation(self.embedder, self.layout)
         with self.connect() as lock_conn:
             lock_conn.execute("SELECT pg_advisory_lock(%s)", (VECTOR_LOCK,))
             try:
@@ -357,12 +417,12 @@ class VectorIndexer:
         self, generation: Generation, progress: Callable[[int, int], None] | None
     ) -> Generation | None:
         for kind in COLLECTIONS:
-            self.store.ensure_collection(generation.collection(kind), generation.dimension)
+            self._ensure(generation, kind)
         with self.connect() as conn:
             conn.execute(
-                "INSERT INTO vector_indexes (generation, model, dimension, status) "
-                "VALUES (%s, %s, %s, 'building')",
-                (generation.name, generation.model, generation.dimension),
+                "INSERT INTO vector_indexes (generation, model, dimension, layout, status) "
+                "VALUES (%s, %s, %s, %s, 'building')",
+                (generation.name, generation.model, generation.dimension, generation.layout),
             )
             counted = _one(conn, "SELECT count(DISTINCT id) AS n FROM rm_search")
             total = int(counted["n"]) if counted else 0

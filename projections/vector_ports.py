@@ -29,10 +29,31 @@ class Embedder(Protocol):
 
 
 @dataclass(frozen=True)
+class SparseVector:
+    """Token ids and weights (BM25 term frequencies for a document, 1.0 per query token)."""
+
+    indices: list[int]
+    values: list[float]
+
+
+class SparseEncoder(Protocol):
+    """Text into BM25 sparse vectors; the store applies IDF over the collection."""
+
+    @property
+    def name(self) -> str:
+        """Recorded with the index: sparse vectors of different tokenizers never mix."""
+
+    def document(self, text: str, avg_len: float) -> SparseVector: ...
+
+    def query(self, text: str) -> SparseVector: ...
+
+
+@dataclass(frozen=True)
 class VectorPoint:
     id: str  # a UUID string, deterministic per (aggregate, chunk)
     vector: Sequence[float]
     payload: dict[str, Any]
+    sparse: SparseVector | None = None  # in hybrid collections
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,17 @@ class VectorHit:
     id: str
     score: float
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a hybrid query fuses its dense and BM25 candidates: `dbsf` (each list's scores
+    normalised by their distribution, then summed) or `rrf` (reciprocal rank, `k`, weights
+    dense:sparse)."""
+
+    method: str = "dbsf"
+    k: int = 2
+    weights: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -65,8 +97,9 @@ class VectorStore(Protocol):
     def identity(self) -> str:
         """Names this store: an embedded shard directory's id, or the server's URL."""
 
-    def ensure_collection(self, name: str, dimension: int) -> None:
-        """Creates it if missing; a collection of another dimension is an error."""
+    def ensure_collection(self, name: str, dimension: int, *, hybrid: bool = False) -> None:
+        """Creates it if missing (`hybrid`: a named dense vector and a BM25 sparse vector with
+        IDF); a collection of another dimension is an error."""
 
     def drop_collection(self, name: str) -> None: ...
 
@@ -85,6 +118,23 @@ class VectorStore(Protocol):
         limit: int,
         min_score: float | None = None,
     ) -> list[VectorHit]: ...
+
+    def query_sparse(
+        self, name: str, sparse: SparseVector, flt: VectorFilter, limit: int
+    ) -> list[VectorHit]:
+        """BM25 ranking of a hybrid collection."""
+
+    def query_hybrid(
+        self,
+        name: str,
+        vector: Sequence[float],
+        sparse: SparseVector,
+        flt: VectorFilter,
+        limit: int,
+        *,
+        fusion: Fusion,
+    ) -> list[VectorHit]:
+        """Dense and BM25 candidates fused in one query of a hybrid collection."""
 
     def count(self, name: str) -> int: ...
 

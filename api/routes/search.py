@@ -15,7 +15,6 @@ from infra.container import Container
 from infra.usage.emitter import UsageEvent, digest_arguments, wait_stored
 from projections.read_args import NO_NUL, QUERY_MAX
 from projections.search_types import KINDS, SearchRequest, SearchResult
-from projections.vector_index import vectors_caught_up, wait_until
 
 router = APIRouter(tags=["search"])
 
@@ -82,9 +81,11 @@ def search(  # noqa: PLR0917 - FastAPI reads the signature
         status=status, owner=owner, linked_to=linked_to, include_deprecated=include_deprecated,
         include_deleted=include_deleted, min_score=min_score, mode=mode,
     )  # fmt: skip
-    behind = _vectors_behind(c, min_position) if mode != "lexical" else []
+    behind = _vectors_behind(c, min_position)
     result: SearchResult
-    result, position = read_models(c, response, lambda conn: c.searcher.search(conn, req))
+    result, position = read_models(
+        c, response, lambda conn: c.searcher.search(conn, req, index_current=not behind)
+    )
     _record_usage(c, request, req, result, started)
     return {
         "items": [h.to_json() for h in result.items],
@@ -96,14 +97,7 @@ def search(  # noqa: PLR0917 - FastAPI reads the signature
 
 def _vectors_behind(c: Container, min_position: int | None) -> list[str]:
     """The read models have reached `min_position` (WAIT); the vector index may lag them."""
-    if min_position is None:
-        return []
-
-    def caught_up() -> bool:
-        with c.read_side.connection() as conn:
-            return vectors_caught_up(conn, min_position)
-
-    if wait_until(caught_up, c.settings.read_wait_seconds):
+    if c.reads.vectors_current(min_position):
         return []
     return [
         f"the vector index has not reached position {min_position} yet; the lexical "

@@ -15,6 +15,7 @@ from psycopg import Connection
 
 from infra.postgres.read_side import ReadSide
 from projections import queries
+from projections.vector_index import vectors_caught_up, wait_until
 
 R = TypeVar("R")
 POLL_SECONDS = 0.02  # how often a waiting read looks again; no connection is held meanwhile
@@ -68,6 +69,18 @@ class Reads:
             if reached >= wanted or time.monotonic() >= deadline:
                 return self._settle("store" if store else "read models", reached, wanted)
             await asyncio.sleep(POLL_SECONDS)
+
+    def vectors_current(self, wanted: int | None) -> bool:
+        """Waits (bounded) until the vector index has taken every change up to `wanted`; False
+        if it has not in time (search then ranks with Postgres full text, which is current)."""
+        if wanted is None:
+            return True
+
+        def caught_up() -> bool:
+            with self.read_side.connection() as conn:
+                return vectors_caught_up(conn, wanted)
+
+        return wait_until(caught_up, self.wait_seconds)
 
     def snapshot(self, query: Callable[[Connection[Any], int], R]) -> tuple[R, int]:
         """`query(conn, applied_position)` and that position, read in one REPEATABLE READ

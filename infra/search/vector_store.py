@@ -16,9 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from projections.vector_ports import StoredPoint, VectorFilter, VectorHit, VectorPoint
+from projections.vector_ports import (
+    Fusion,
+    SparseVector,
+    StoredPoint,
+    VectorFilter,
+    VectorHit,
+    VectorPoint,
+)
 
 KEYWORD_FIELDS = ("aggregate_id", "kind", "status", "category", "tags", "owner", "link_id")
+# Vector names in hybrid collections (the first generations had one unnamed dense vector).
+DENSE, SPARSE = "dense", "bm25"
 
 
 class VectorStoreError(Exception):
@@ -62,12 +71,14 @@ class EdgeVectorStore:
             shard = self._shards[name] = EdgeShard.load(str(path))
         return shard
 
-    def ensure_collection(self, name: str, dimension: int) -> None:
+    def ensure_collection(self, name: str, dimension: int, *, hybrid: bool = False) -> None:
         from qdrant_edge import (
             Distance,
             EdgeConfig,
             EdgeShard,
+            EdgeSparseVectorParams,
             EdgeVectorParams,
+            Modifier,
             PayloadSchemaType,
             UpdateOperation,
         )
@@ -81,9 +92,18 @@ class EdgeVectorStore:
                     f"vector collection {name} holds {size}-dimensional vectors, not {dimension}"
                 )
             return
-        config = EdgeConfig(vectors=EdgeVectorParams(size=dimension, distance=Distance.Cosine))
+        dense = EdgeVectorParams(size=dimension, distance=Distance.Cosine)
+        if hybrid:
+            config = EdgeConfig(
+                vectors={DENSE: dense},
+                sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+            )
+        else:
+            config = EdgeConfig(vectors=dense)
         shard = self._shards[name] = EdgeShard.create(str(path), config)
         (path / "dimension").write_text(str(dimension))
+        if hybrid:
+            (path / "hybrid").write_text("1")
         for field in KEYWORD_FIELDS:
             shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
 
@@ -97,11 +117,15 @@ class EdgeVectorStore:
         from qdrant_edge import Point, UpdateOperation
 
         if points:
+            hybrid = self._hybrid(name)
             self._shard(name).update(
                 UpdateOperation.upsert_points(
-                    [Point(p.id, list(p.vector), p.payload) for p in points]
+                    [Point(p.id, _edge_vectors(p, hybrid), p.payload) for p in points]
                 )
             )
+
+    def _hybrid(self, name: str) -> bool:
+        return (self.root / name / "hybrid").exists()
 
     def delete(self, name: str, point_ids: Sequence[str]) -> None:
         from qdrant_edge import UpdateOperation
@@ -139,16 +163,55 @@ class EdgeVectorStore:
     ) -> list[VectorHit]:
         from qdrant_edge import Query, QueryRequest
 
+        using = DENSE if self._hybrid(name) else None
         hits = self._shard(name).query(
             QueryRequest(
                 limit=limit,
-                query=Query.Nearest(list(vector)),
+                query=Query.Nearest(list(vector), using=using),
                 filter=_edge_filter(flt),
                 with_payload=True,
                 score_threshold=min_score,
             )
         )
-        return [VectorHit(str(h.id), float(h.score), dict(h.payload or {})) for h in hits]
+        return _edge_hits(hits)
+
+    def query_sparse(
+        self, name: str, sparse: SparseVector, flt: VectorFilter, limit: int
+    ) -> list[VectorHit]:
+        from qdrant_edge import Query, QueryRequest
+
+        query = Query.Nearest(_edge_sparse(sparse), using=SPARSE)
+        request = QueryRequest(
+            limit=limit, query=query, filter=_edge_filter(flt), with_payload=True
+        )
+        return _edge_hits(self._shard(name).query(request))
+
+    def query_hybrid(
+        self,
+        name: str,
+        vector: Sequence[float],
+        sparse: SparseVector,
+        flt: VectorFilter,
+        limit: int,
+        *,
+        fusion: Fusion,
+    ) -> list[VectorHit]:
+        from qdrant_edge import Fusion as EdgeFusion
+        from qdrant_edge import Prefetch, Query, QueryRequest
+
+        where = _edge_filter(flt)
+        candidates = max(limit, PREFETCH)
+        prefetches = [
+            Prefetch(candidates, Query.Nearest(list(vector), using=DENSE), filter=where),
+            Prefetch(candidates, Query.Nearest(_edge_sparse(sparse), using=SPARSE), filter=where),
+        ]
+        fuse: Any = (
+            EdgeFusion.Dbsf()
+            if fusion.method == "dbsf"
+            else EdgeFusion.Rrf(k=fusion.k, weights=list(fusion.weights))
+        )
+        request = QueryRequest(limit=limit, prefetches=prefetches, query=fuse, with_payload=True)
+        return _edge_hits(self._shard(name).query(request))
 
     def count(self, name: str) -> int:
         from qdrant_edge import CountRequest
@@ -177,10 +240,33 @@ def _edge_dimension(path: Path) -> int | None:
     return int(marker.read_text()) if marker.exists() else None
 
 
+# Candidates each side of a hybrid query contributes before fusion.
+PREFETCH = 100
+
+
 def _dense(vector: Any) -> list[float] | None:
-    if isinstance(vector, dict):  # the default (unnamed) vector is keyed ""
-        vector = vector.get("")
+    if isinstance(vector, dict):  # the unnamed vector is keyed ""; hybrid ones are named
+        vector = vector.get(DENSE, vector.get(""))
     return list(vector) if vector is not None else None
+
+
+def _edge_sparse(sparse: SparseVector) -> Any:
+    from qdrant_edge import SparseVector as EdgeSparse
+
+    return EdgeSparse(indices=list(sparse.indices), values=list(sparse.values))
+
+
+def _edge_vectors(point: VectorPoint, hybrid: bool) -> Any:
+    if not hybrid:
+        return list(point.vector)
+    vectors: dict[str, Any] = {DENSE: list(point.vector)}
+    if point.sparse is not None and point.sparse.indices:
+        vectors[SPARSE] = _edge_sparse(point.sparse)
+    return vectors
+
+
+def _edge_hits(hits: Any) -> list[VectorHit]:
+    return [VectorHit(str(h.id), float(h.score), dict(h.payload or {})) for h in hits]
 
 
 def _edge_filter(flt: VectorFilter) -> Any:
@@ -207,27 +293,38 @@ class QdrantServerStore:
             self._client = QdrantClient(location=":memory:")
         else:
             self._client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
+        self._layouts: dict[str, bool] = {}
 
-    def ensure_collection(self, name: str, dimension: int) -> None:
+    def ensure_collection(self, name: str, dimension: int, *, hybrid: bool = False) -> None:
         from qdrant_client import models
 
         if self._client.collection_exists(name):
             info = self._client.get_collection(name)
             params = info.config.params.vectors
+            if isinstance(params, dict):
+                params = params.get(DENSE)
             size = getattr(params, "size", None)
             if size is not None and size != dimension:
                 raise VectorStoreError(
                     f"vector collection {name} holds {size}-dimensional vectors, not {dimension}"
                 )
             return
-        self._client.create_collection(
-            name,
-            vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
-        )
+        dense = models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+        if hybrid:
+            self._client.create_collection(
+                name,
+                vectors_config={DENSE: dense},
+                sparse_vectors_config={
+                    SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
+            )
+        else:
+            self._client.create_collection(name, vectors_config=dense)
         for field in KEYWORD_FIELDS:
             self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
 
     def drop_collection(self, name: str) -> None:
+        self._layouts.pop(name, None)
         if self._client.collection_exists(name):
             self._client.delete_collection(name)
 
@@ -235,14 +332,24 @@ class QdrantServerStore:
         from qdrant_client import models
 
         if points:
+            hybrid = self._hybrid(name)
             self._client.upsert(
                 name,
                 [
-                    models.PointStruct(id=p.id, vector=list(p.vector), payload=p.payload)
+                    models.PointStruct(
+                        id=p.id, vector=_server_vectors(p, hybrid), payload=p.payload
+                    )
                     for p in points
                 ],
                 wait=True,
             )
+
+    def _hybrid(self, name: str) -> bool:
+        known = self._layouts.get(name)
+        if known is None:
+            params = self._client.get_collection(name).config.params.vectors
+            known = self._layouts[name] = isinstance(params, dict) and DENSE in params
+        return known
 
     def delete(self, name: str, point_ids: Sequence[str]) -> None:
         from qdrant_client import models
@@ -290,14 +397,56 @@ class QdrantServerStore:
         response = self._client.query_points(
             name,
             query=list(vector),
+            using=DENSE if self._hybrid(name) else None,
             query_filter=_server_filter(flt),
             limit=limit,
             with_payload=True,
             score_threshold=min_score,
         )
-        return [
-            VectorHit(str(h.id), float(h.score), dict(h.payload or {})) for h in response.points
+        return _server_hits(response)
+
+    def query_sparse(
+        self, name: str, sparse: SparseVector, flt: VectorFilter, limit: int
+    ) -> list[VectorHit]:
+        response = self._client.query_points(
+            name,
+            query=_server_sparse(sparse),
+            using=SPARSE,
+            query_filter=_server_filter(flt),
+            limit=limit,
+            with_payload=True,
+        )
+        return _server_hits(response)
+
+    def query_hybrid(
+        self,
+        name: str,
+        vector: Sequence[float],
+        sparse: SparseVector,
+        flt: VectorFilter,
+        limit: int,
+        *,
+        fusion: Fusion,
+    ) -> list[VectorHit]:
+        from qdrant_client import models
+
+        where = _server_filter(flt)
+        candidates = max(limit, PREFETCH)
+        prefetch = [
+            models.Prefetch(query=list(vector), using=DENSE, filter=where, limit=candidates),
+            models.Prefetch(
+                query=_server_sparse(sparse), using=SPARSE, filter=where, limit=candidates
+            ),
         ]
+        query: Any = (
+            models.FusionQuery(fusion=models.Fusion.DBSF)
+            if fusion.method == "dbsf"
+            else models.RrfQuery(rrf=models.Rrf(k=fusion.k, weights=list(fusion.weights)))
+        )
+        response = self._client.query_points(
+            name, prefetch=prefetch, query=query, limit=limit, with_payload=True
+        )
+        return _server_hits(response)
 
     def count(self, name: str) -> int:
         return int(self._client.count(name, exact=True).count)
@@ -333,3 +482,22 @@ def _server_filter(flt: VectorFilter) -> Any:
     if not must and not must_not:
         return None
     return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _server_sparse(sparse: SparseVector) -> Any:
+    from qdrant_client import models
+
+    return models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+
+
+def _server_vectors(point: VectorPoint, hybrid: bool) -> Any:
+    if not hybrid:
+        return list(point.vector)
+    vectors: dict[str, Any] = {DENSE: list(point.vector)}
+    if point.sparse is not None and point.sparse.indices:
+        vectors[SPARSE] = _server_sparse(point.sparse)
+    return vectors
+
+
+def _server_hits(response: Any) -> list[VectorHit]:
+    return [VectorHit(str(h.id), float(h.score), dict(h.payload or {})) for h in response.points]

@@ -20,10 +20,11 @@ from typing import Any
 import structlog
 from psycopg import Connection
 
+from infra.search.sparse import Bm25Encoder
 from infra.settings import Settings
 from projections.search import Searcher
 from projections.vector_index import VectorIndexer
-from projections.vector_ports import Embedder, VectorStore
+from projections.vector_ports import Embedder, SparseEncoder, VectorStore
 
 log = structlog.get_logger("search")
 Connect = Callable[[], AbstractContextManager[Connection[Any]]]
@@ -35,6 +36,7 @@ class SearchParts:
     embedder: Embedder | None = None
     store: VectorStore | None = None
     indexer: VectorIndexer | None = None
+    sparse: SparseEncoder | None = None
 
     def close(self) -> None:
         if self.store is not None:
@@ -82,12 +84,12 @@ def build_search(settings: Settings, connect: Connect) -> SearchParts:
         reason = f"vector index unavailable in this process: {exc}"
         log.error("vector_index_unavailable", error=str(exc))
         return SearchParts(Searcher(None, None, reason))
+    sparse = Bm25Encoder()
     indexer = VectorIndexer(
-        store, embedder, connect, batch_size=max(64, settings.embedding_batch_size)
+        store, embedder, connect, batch_size=max(64, settings.embedding_batch_size), sparse=sparse
     )
-    return SearchParts(
-        Searcher(query_embedder(settings, embedder), store), embedder, store, indexer
-    )
+    searcher = Searcher(query_embedder(settings, embedder), store, sparse=sparse)
+    return SearchParts(searcher, embedder, store, indexer, sparse)
 
 
 def query_embedder(settings: Settings, indexing: Embedder) -> Embedder:

@@ -53,6 +53,9 @@ class ReadKind:
     collection: str  # vector index collections are named after it
     topic: str  # Kafka topic suffix, versioned: `<prefix>.<topic>`
     deleted_by: tuple[str, ...]  # the event types that (soft) delete it
+    # BM25's average unit length (in words) for this kind's collection: tools and datasets
+    # are one short unit each, documents are chunks of up to ~200 words.
+    bm25_avg_len: float = 80.0
 
     @property
     def name(self) -> str:

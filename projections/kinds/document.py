@@ -48,4 +48,5 @@ READ = ReadKind(
     collection="document_chunks",
     deleted_by=(document.DocumentRemoved.__name__,),
     topic="documents.v1",
+    bm25_avg_len=180.0,
 )

@@ -109,13 +109,27 @@ def fill(url: str) -> None:
         conn.execute("INSERT INTO relay_checkpoints (name, position) VALUES ('mcp-ledger', 42)")
 
 
+# The columns of release 0.1.0: later revisions may add columns, never lose these values.
+BASE_COLUMNS: dict[str, list[str]] = {}
+
+
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
     out = {}
     with psycopg.connect(url) as conn:
         for table in PRECIOUS:
-            rows = conn.execute(f"SELECT * FROM {table}").fetchall()
+            columns = BASE_COLUMNS.setdefault(table, _columns_of(conn, table))
+            rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
             out[table] = sorted(rows, key=repr)
     return out
+
+
+def _columns_of(conn: psycopg.Connection[Any], table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+        "ORDER BY ordinal_position",
+        (table,),
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def columns(url: str, table: str) -> list[str]:
@@ -158,6 +172,8 @@ def test_a_database_of_release_0_1_0_upgrades_with_nothing_lost(empty_db: str) -
     assert f"none -> {head()}" in done.stdout
     assert current_revision(empty_db) == head()
     assert snapshot(empty_db) == before
+    with psycopg.connect(empty_db) as conn:  # the generations of 0.1.0 were dense-only
+        assert conn.execute("SELECT layout FROM vector_indexes").fetchall() == [("dense",)]
 
     again = cli(empty_db, "migrate")
     assert "unchanged" in again.stdout

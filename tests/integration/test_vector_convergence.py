@@ -159,7 +159,9 @@ def test_the_index_converges_whatever_fails(world, ops) -> None:
     container.read_side.follower.catch_up()
     failing = FailingStore(parts.store)
     store: Any = failing
-    indexer = VectorIndexer(store, parts.embedder, container.read_side.connection, batch_size=2)
+    indexer = VectorIndexer(
+        store, parts.embedder, container.read_side.connection, batch_size=2, sparse=parts.sparse
+    )
 
     def index(batches: int, fault: Any) -> None:
         failing.calls.clear()
@@ -204,11 +206,11 @@ def test_one_store_keeps_the_index_of_a_database(world, tmp_path) -> None:
 
     container, parts = world
     connect = container.read_side.connection
-    first = VectorIndexer(parts.store, parts.embedder, connect)
+    first = VectorIndexer(parts.store, parts.embedder, connect, sparse=parts.sparse)
     first.prepare()
     first.catch_up()
     other = EdgeVectorStore(tmp_path / "other")
-    second = VectorIndexer(other, parts.embedder, connect)
+    second = VectorIndexer(other, parts.embedder, connect, sparse=parts.sparse)
     try:
         with pytest.raises(IndexOwnedElsewhere, match="kept by another process"):
             second.prepare()

@@ -12,7 +12,7 @@ import pytest
 
 from infra.search.vector_store import EdgeVectorStore, QdrantServerStore, VectorStoreError
 from projections.vector_index import point_id
-from projections.vector_ports import VectorFilter, VectorPoint, VectorStore
+from projections.vector_ports import Fusion, VectorFilter, VectorPoint, VectorStore
 
 DIM = 8
 
@@ -116,3 +116,62 @@ def test_an_embedded_index_survives_a_reopen(tmp_path: Path) -> None:
     again.ensure_collection("tools", DIM)
     assert again.count("tools") == 2
     again.close()
+
+
+# --- hybrid collections: a dense vector and BM25 (IDF) per point -------------------------------
+
+TEXTS = {
+    1: "convert an amount between currencies at today's exchange rate",
+    2: "current weather conditions for a city",
+    3: "hourly weather forecast for the next two days",
+    4: "refund a card payment to the customer",
+}
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+def hybrid(request, tmp_path: Path) -> Iterator[VectorStore]:
+    from infra.search.sparse import Bm25Encoder
+
+    s: VectorStore = (
+        EdgeVectorStore(tmp_path / "vectors") if request.param == "edge"
+        else QdrantServerStore(":memory:")
+    )  # fmt: skip
+    s.ensure_collection("units", DIM, hybrid=True)
+    bm25 = Bm25Encoder()
+    points = []
+    for seed, text in TEXTS.items():
+        (point,) = item(seed, text=text)
+        points.append(VectorPoint(point.id, point.vector, point.payload, bm25.document(text, 10)))
+    s.upsert("units", points)
+    yield s
+    s.close()
+
+
+def seeds(hits) -> list[int]:  # type: ignore[no-untyped-def]
+    return [uuid.UUID(h.payload["aggregate_id"]).int - 1 for h in hits]
+
+
+def test_bm25_ranks_by_shared_rare_words(hybrid) -> None:
+    from infra.search.sparse import Bm25Encoder
+
+    hits = hybrid.query_sparse("units", Bm25Encoder().query("weather forecast"), VectorFilter(), 10)
+    assert seeds(hits)[:2] == [3, 2]  # both say weather; only 3 says forecast
+    assert 1 not in seeds(hits)  # no shared word, no BM25 score
+
+
+def test_dense_queries_still_answer_in_a_hybrid_collection(hybrid) -> None:
+    assert seeds(hybrid.query("units", vec(400), VectorFilter(), 1)) == [4]
+    assert len(hybrid.points_of("units", [str(uuid.UUID(int=2))])[0].vector or []) == DIM
+
+
+@pytest.mark.parametrize("fusion", [Fusion("dbsf"), Fusion("rrf", k=2, weights=(1.0, 1.0))])
+def test_one_query_fuses_dense_and_bm25(hybrid, fusion: Fusion) -> None:
+    from infra.search.sparse import Bm25Encoder
+
+    words = Bm25Encoder().query("refund")
+    # The dense side points at 2, the BM25 side at 4: both come back, fused.
+    fused = hybrid.query_hybrid("units", vec(200), words, VectorFilter(), 10, fusion=fusion)
+    assert {2, 4} <= set(seeds(fused)[:2])
+    only_active = VectorFilter(none_of={"aggregate_id": [str(uuid.UUID(int=5))]})
+    filtered = hybrid.query_hybrid("units", vec(200), words, only_active, 10, fusion=fusion)
+    assert 4 not in seeds(filtered)
