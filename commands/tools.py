@@ -21,7 +21,7 @@ def tool_registration_events(
 ) -> list[Any]:
     """The events that register one tool: the tool itself and its slug claim."""
     tool_id = uuid4()
-    if not data.get("author"):
+    if data.get("author") is None:  # left out: who registers it (an empty one is refused)
         data = {**data, "author": ctx.default_author}
     config = data.get("config") or {}
     keys = sensitive_keys_of(config, data.get("sensitive_keys") or [])
