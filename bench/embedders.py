@@ -367,14 +367,15 @@ class Result:
 
 
 def evaluate_with(container: Any, embedder: Any, queries: list[dict[str, Any]], result: Result):
-    from bench.search_quality import evaluate, index
+    from bench.search_quality import evaluate_searcher, index
     from projections.search import Searcher
 
     t0 = time.perf_counter()
     index(container, embedder)
     result.rebuild_s = time.perf_counter() - t0
-    store = container.search_parts().store
-    result.quality = evaluate(container, Searcher(embedder, store), queries)["all"]
+    parts = container.search_parts()
+    searcher = Searcher(embedder, parts.store, sparse=parts.sparse)
+    result.quality = evaluate_searcher(container, searcher, queries)["all"]
 
 
 def run_fp32(python: Path, tool_texts: list[str], texts: list[str], queries: list[str]):

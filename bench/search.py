@@ -52,7 +52,7 @@ from commands.inputs import RegisterTool
 from infra.container import Container, build_container
 from infra.search.vector_store import EdgeVectorStore
 from infra.settings import load_settings
-from projections.search import _lexical, _vector_filter
+from projections.search import DEFAULT_FUSION, _lexical, _vector_filter
 from projections.search_types import SearchRequest
 from projections.vector_index import (
     COLLECTIONS,
@@ -689,27 +689,37 @@ def bench_floors(report: Report, container: Container, collection: str, n_querie
         "unfiltered": lambda _: VectorFilter(),
         **{v: (lambda query, v=v: _vector_filter(request(query, v))) for v in VARIANTS},
     }
+    sparse = parts.sparse
+    assert sparse is not None
+    words = {q: sparse.query(q) for q, _, _ in QUERIES}
+
+    def raw(vector: list[float], q: str, flt: VectorFilter) -> list[Any]:
+        # What search asks the index: dense and BM25 candidates fused in one query.
+        return store.query_hybrid(  # type: ignore[union-attr]
+            collection, vector, words[q], flt, CANDIDATES, fusion=DEFAULT_FUSION
+        )
+
     for name, make_filter in filters.items():
-        # The searcher's vector side without the model: a precomputed vector, the filter it
-        # builds ("none" still leaves out deprecated/archived items), 50 candidates.
+        # The searcher's index query without the model: a precomputed vector and BM25 query,
+        # the filter it builds ("none" still leaves out deprecated/archived items).
         query_s, both_s = [], []
         with Phase() as phase:
             for query in queries:
                 flt = make_filter(query)
                 t0 = time.perf_counter()
-                hits = store.query(collection, vectors[query[0]], flt, CANDIDATES)
+                hits = raw(vectors[query[0]], query[0], flt)
                 query_s.append(time.perf_counter() - t0)
                 if not hits:
                     raise RuntimeError(f"raw query {query} ({name}) found nothing")
         add_latency(report, f"floor.qdrant.{name}", query_s, None)
         if name == "unfiltered":
             continue
-        # The floor the target names: one query embedding + one raw Qdrant query, in sequence.
+        # The floor the target names: one query embedding + one raw Qdrant hybrid query.
         for query in queries:
             flt = make_filter(query)
             t0 = time.perf_counter()
             vector = embedder.embed([query[0]])[0].tolist()
-            store.query(collection, vector, flt, CANDIDATES)
+            raw(vector, query[0], flt)
             both_s.append(time.perf_counter() - t0)
         add_latency(report, f"floor.{name}", both_s, None)
         report.add(f"floor.qdrant.{name}.machine_busy_cores", phase.busy_cores, "cores")
