@@ -90,6 +90,15 @@ def failure(code: str, message: str, position: int | None = None) -> CallToolRes
     )
 
 
+class Unanswerable(Exception):
+    """A query that cannot be answered now, for a reason the caller can act on (a tool-level
+    failure with `code`, like not found)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def answer(
     c: Container,
     min_position: int | None,
@@ -120,6 +129,8 @@ def answer(
         position = seen[0] if seen else None
         where = "" if position is None else f" as of read-model position {position}"
         return failure("not_found", f"{exc.message}{where}", position)
+    except Unanswerable as exc:
+        return failure(exc.code, str(exc), seen[0] if seen else None)
     except InvalidInput as exc:
         raise invalid_params(
             [(ARGUMENT_NAMES.get(e.field, e.field), e.message) for e in exc.errors]

@@ -25,6 +25,7 @@ from infra.postgres.reads import NotReached
 from mcp_adapter import models, render, shapes
 from mcp_adapter.answers import (
     Ctx,
+    Unanswerable,
     answer,
     container_of,
     failure,
@@ -49,6 +50,7 @@ from mcp_adapter.arguments import (
 )
 from projections import analytics, queries
 from projections.read_args import MAX_INT, NO_NUL
+from projections.search import SimilarUnavailable
 from projections.search_types import SearchRequest
 
 # --- tools ----------------------------------------------------------------------------------
@@ -60,6 +62,32 @@ def _index_current(c: Container, min_position: int | None) -> bool:
     with contextlib.suppress(NotReached):  # answer() reports it
         c.reads.wait(min_position)
     return c.reads.vectors_current(min_position)
+
+
+def _tool_search(conn: Connection[Any], result: Any, position: int) -> models.ToolSearch:
+    """Search hits as the answer model, with each tool's semver and input parameters."""
+    extras = queries.tool_extras(conn, [h.id for h in result.items])
+    hits = []
+    for h in result.items:
+        extra = extras.get(str(h.id), {})
+        hits.append(
+            models.ToolHit(
+                id=str(h.id),
+                slug=h.slug,
+                name=h.name,
+                description=h.description,
+                score=h.score,
+                version=h.version,
+                semver=extra.get("semver"),
+                status=h.status,
+                category=h.category,
+                tags=list(h.tags),
+                inputs=shapes.input_summary(extra.get("input_schema")),
+            )
+        )
+    return models.ToolSearch(
+        items=hits, mode=result.mode, warnings=list(result.warnings), position=position
+    )
 
 
 def search_tools(  # noqa: PLR0917 - the tool's arguments
@@ -92,30 +120,47 @@ def search_tools(  # noqa: PLR0917 - the tool's arguments
 
     def build(conn: Connection[Any], position: int) -> models.ToolSearch:
         result = searcher.search(conn, request, index_current=current)
-        extras = queries.tool_extras(conn, [h.id for h in result.items])
-        hits = []
-        for h in result.items:
-            extra = extras.get(str(h.id), {})
-            hits.append(
-                models.ToolHit(
-                    id=str(h.id),
-                    slug=h.slug,
-                    name=h.name,
-                    description=h.description,
-                    score=h.score,
-                    version=h.version,
-                    semver=extra.get("semver"),
-                    status=h.status,
-                    category=h.category,
-                    tags=list(h.tags),
-                    inputs=shapes.input_summary(extra.get("input_schema")),
-                )
-            )
-        return models.ToolSearch(
-            items=hits, mode=result.mode, warnings=list(result.warnings), position=position
-        )
+        return _tool_search(conn, result, position)
 
     return answer(c, min_position, build, render.tool_search, snapshot=False)
+
+
+def find_similar(  # noqa: PLR0917 - the tool's arguments
+    ctx: Ctx,
+    slug: Slug,
+    limit: Limit = 10,
+    category: Text | None = None,
+    tags: Tags = None,
+    status: ToolStatus | None = None,
+    include_deprecated: IncludeDeprecated = False,
+    min_position: MinPosition = None,
+) -> Annotated[CallToolResult, models.ToolSearch]:
+    """Tools related to one tool (alternatives, neighbours of its job): the nearest neighbours of
+    its stored vector, with the same filters as search_tools; the tool itself is left out."""
+    c = container_of(ctx)
+    searcher, why = searcher_of(c)
+    if searcher is None:
+        return failure("search_unavailable", why)
+    request = SearchRequest(
+        q="",
+        kinds=("tool",),
+        limit=limit,
+        category=category,
+        tags=tuple(tags or ()),
+        status=status,
+        include_deprecated=include_deprecated or status == "deprecated",
+    )
+    _index_current(c, min_position)  # bounded; a tool not indexed yet is a failure below
+
+    def build(conn: Connection[Any], position: int) -> models.ToolSearch:
+        tool_id = str(queries.get_current(conn, "tool", slug)["id"])
+        try:
+            result = searcher.similar(conn, "tool", tool_id, request)
+        except SimilarUnavailable as exc:
+            raise Unanswerable("similar_unavailable", str(exc)) from None
+        return _tool_search(conn, result, position)
+
+    return answer(c, min_position, build, render.tool_search)
 
 
 def get_tool(
@@ -364,6 +409,7 @@ def usage_stats(
 
 TOOLS: list[tuple[Callable[..., Any], str]] = [
     (search_tools, "Search tools"),
+    (find_similar, "Find similar tools"),
     (get_tool, "Get a tool"),
     (list_tools, "List tools"),
     (tool_history, "A tool's history"),

@@ -17,7 +17,13 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 
 from projections.search_types import SearchHit, SearchRequest, SearchResult
-from projections.vector_index import Generation, check_model, check_owner, live_index
+from projections.vector_index import (
+    Generation,
+    IndexOwnedElsewhere,
+    check_model,
+    check_owner,
+    live_index,
+)
 from projections.vector_ports import (
     Embedder,
     Fusion,
@@ -36,6 +42,10 @@ RRF_K = 60  # the first layout's fusion with Postgres full text: ranks only
 # on both evaluation sets (docs/search-quality.md).
 DEFAULT_FUSION = Fusion("dbsf")
 MIN_CANDIDATES = 50
+
+
+class SimilarUnavailable(Exception):
+    """No stored vector to start from: no index here, not built yet, or the item not indexed."""
 
 
 @dataclass
@@ -86,6 +96,40 @@ class Searcher:
                 lexical = _lexical(conn, req, wanted)
                 return SearchResult(_details(conn, _best(lexical, req.limit)), "lexical", warnings)
         return self._with_postgres(conn, req, wanted, warnings)
+
+    def similar(
+        self, conn: Connection[Any], kind: str, aggregate_id: str, req: SearchRequest
+    ) -> SearchResult:
+        """The items nearest to one item's stored vector (its first unit), under the same
+        filters as a search (`req.q` is unused); the item itself is left out."""
+        if self.embedder is None or self.store is None:
+            raise SimilarUnavailable(self.unavailable or "no vector index in this process")
+        live = live_index(conn)
+        if live is None:
+            raise SimilarUnavailable("the vector index has not been built yet")
+        generation, owner = live
+        try:
+            check_owner(owner, self.store)
+        except IndexOwnedElsewhere as exc:
+            raise SimilarUnavailable(str(exc)) from None
+        points = self.store.points_of(generation.collection(kind), [aggregate_id])
+        first = min(points, key=lambda p: int(p.payload.get("chunk", 0)), default=None)
+        if first is None or first.vector is None:
+            raise SimilarUnavailable(f"the {kind} is not in the vector index (yet)")
+        base = _vector_filter(req)
+        flt = VectorFilter(
+            equals=base.equals,
+            any_of=base.any_of,
+            all_tags=base.all_tags,
+            none_of={**base.none_of, "aggregate_id": [aggregate_id]},
+        )
+        vector = list(first.vector)
+        store = self.store
+        wanted = max(req.limit * 4, MIN_CANDIDATES)
+        matches = self._collect(
+            generation, req, lambda c: store.query(c, vector, flt, wanted, req.min_score)
+        )
+        return SearchResult(_details(conn, _best(matches, req.limit)), "vector", [])
 
     def _unavailable(self, exc: Exception) -> str:
         reason = f"{type(exc).__name__}: {exc}" if self.unavailable is None else str(exc)

@@ -1,4 +1,5 @@
-"""/api/v1/search: hybrid (vector + lexical) search over tools, documents and datasets."""
+"""/api/v1/search: hybrid (vector + BM25) search over tools, documents and datasets; and the
+tools similar to a tool."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from api.deps import Cont, MinPosition
+from api.errors import ApiError
 from api.routes.common import WAIT, Tags, Text, read_models
 from api.schemas import READ_ERRORS
 from infra.container import Container
 from infra.usage.emitter import UsageEvent, digest_arguments, wait_stored
+from projections import queries
 from projections.read_args import NO_NUL, QUERY_MAX
+from projections.search import SimilarUnavailable
 from projections.search_types import KINDS, SearchRequest, SearchResult
 
 router = APIRouter(tags=["search"])
@@ -122,3 +126,45 @@ def _record_usage(
     )
     if c.settings.usage_durable:  # answered once counted (this route runs in a worker thread)
         wait_stored(stored, c.settings.usage_wait)
+
+
+@router.get(
+    "/tools/{ref}/similar",
+    response_model=SearchOut,
+    responses=READ_ERRORS,
+    dependencies=WAIT,
+    summary="Tools similar to a tool (nearest by its stored vector)",
+)
+def similar_tools(  # noqa: PLR0917 - FastAPI reads the signature
+    ref: str,
+    c: Cont,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    category: Text = None,
+    tag: Tags = None,
+    status: Literal["draft", "active", "deprecated"] | None = None,
+    include_deprecated: bool = False,
+    min_score: Annotated[
+        float | None, Query(ge=-1, le=1, description="Drop hits below this cosine")
+    ] = None,
+    min_position: MinPosition = None,
+) -> Any:
+    """Related tools: the nearest neighbours of the tool's own vector in the index, with the
+    search filters; the tool itself and deprecated tools (unless asked for) are left out."""
+    req = SearchRequest(
+        q="", kinds=("tool",), limit=limit, category=category, tags=tuple(tag or ()),
+        status=status, include_deprecated=include_deprecated, min_score=min_score,
+    )  # fmt: skip
+
+    c.reads.vectors_current(min_position)  # bounded; a tool not indexed yet is a 503 below
+
+    def query(conn: Any) -> SearchResult:
+        tool_id = str(queries.get_current(conn, "tool", ref)["id"])
+        return c.searcher.similar(conn, "tool", tool_id, req)
+
+    try:
+        result, position = read_models(c, response, query)
+    except SimilarUnavailable as exc:
+        raise ApiError(503, "similar_unavailable", str(exc)) from None
+    return {"items": [h.to_json() for h in result.items], "mode": result.mode,
+            "warnings": [], "position": position}  # fmt: skip

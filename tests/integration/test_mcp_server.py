@@ -32,6 +32,7 @@ pytestmark = pytest.mark.backends("server", "embedded")
 T = TypeVar("T")
 TOOLS = {
     "search_tools",
+    "find_similar",
     "get_tool",
     "list_tools",
     "tool_history",
@@ -209,6 +210,7 @@ def call_every_tool(server: Any, data: dict[str, Any]) -> dict[str, Any]:
         "usage_stats": {"window": "1h"},
         "search_tools": {"query": "weather for a city", "limit": 5},
         "search_documents": {"query": "weather provider", "limit": 5},
+        "find_similar": {"slug": data["slug"], "limit": 5},
     }
 
     async def body(client: Client) -> dict[str, Any]:
@@ -217,9 +219,11 @@ def call_every_tool(server: Any, data: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, args in calls.items():
             result = await client.call_tool(name, args)
-            unavailable = result.is_error and name in ("search_tools", "search_documents")
-            if unavailable:  # a process without search says so clearly
-                assert result.structured_content["error"]["code"] == "search_unavailable"
+            searching = ("search_tools", "search_documents", "find_similar")
+            unavailable = result.is_error and name in searching
+            if unavailable:  # a process without search (or before indexing) says so clearly
+                code = result.structured_content["error"]["code"]
+                assert code in ("search_unavailable", "similar_unavailable"), code
                 out[name] = None
                 continue
             out[name] = check_schema(listed[name], result)

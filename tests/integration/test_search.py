@@ -235,3 +235,26 @@ def test_search_degrades_to_lexical_when_the_model_is_unreachable(client, contai
     assert result.mode == "lexical"
     assert [h.slug for h in result.items] == [tool["slug"]]
     assert "vector search unavailable" in result.warnings[0]
+
+
+def test_similar_tools_are_the_nearest_by_the_tools_own_vector(client) -> None:
+    t = tag()
+    forecast = register(client, t, **WEATHER)
+    rain = register(
+        client, t, name="Rain radar", description="Where it is raining now and in the next hour",
+        category="weather",
+    )  # fmt: skip
+    register(client, t, name="Card refund", description="Refund a card payment", category="money")
+    url = f"/api/v1/tools/{forecast['slug']}/similar"
+    answer = client.get(url, params={"tag": t, "min_position": rain["position"]})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["mode"] == "vector"
+    found = slugs(body)
+    assert forecast["slug"] not in found  # never itself
+    assert found[0] == rain["slug"]
+    only = client.get(url, params={"tag": t, "category": "money", "min_position": rain["position"]})
+    assert [i["category"] for i in only.json()["items"]] == ["money"]
+    missing = client.get("/api/v1/tools/no-such-tool/similar")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
