@@ -6,35 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg import Connection, Cursor
-from psycopg.types.json import Json
 
-from projections.current_state import CurrentState, deleted_at, write
-from projections.history import History, snapshot_of
-from projections.json_diff import json_diff
+from projections.current_state import CurrentState, write_all
+from projections.folding import Folded, fold_one, history_row
+from projections.history import History, copy_history
 from projections.kinds import KINDS
 from projections.positions import LOG_SOURCE
 from projections.records import EventRecord
 from projections.runner import PROJECTION_LOCK, Projection
 
 ReadLog = Callable[[int, int], list[EventRecord]]
-
-
-@dataclass
-class Folded:
-    """One aggregate after folding its events."""
-
-    kind: str
-    state: Any
-    last: EventRecord
-    created_at: datetime
-    deleted_at: datetime | None = None
-    snapshot: dict[str, Any] = field(default_factory=dict)
 
 
 def fold(records: Iterator[EventRecord], on_history: Callable[[list[Any]], None] | None = None,
@@ -45,9 +30,9 @@ def fold(records: Iterator[EventRecord], on_history: Callable[[list[Any]], None]
     chunk: list[Any] = []
     for count, record in enumerate(records, 1):
         if record.kind in KINDS:
-            row = _fold_one(folded, record)
+            f = fold_one(folded, record)
             if on_history is not None:
-                chunk.append(row)
+                chunk.append(history_row(f, record))
         if count % 5000 == 0:
             if on_history is not None:
                 on_history(chunk)
@@ -59,20 +44,6 @@ def fold(records: Iterator[EventRecord], on_history: Callable[[list[Any]], None]
     return folded
 
 
-def _fold_one(folded: dict[UUID, Folded], r: EventRecord) -> tuple[Any, ...]:
-    prior = folded.get(r.aggregate_id)
-    state = KINDS[r.kind].aggregate.evolve(prior.state if prior else None, r.to_event())
-    before = prior.snapshot if prior else {}
-    after = snapshot_of(state)
-    if prior is None:
-        prior = folded[r.aggregate_id] = Folded(r.kind, state, r, r.occurred_at)
-    prior.deleted_at = deleted_at(state.deleted, prior.deleted_at, r)
-    prior.state, prior.last, prior.snapshot = state, r, after
-    patch = json_diff(before, after)
-    return (r.aggregate_id, r.version, r.kind, r.position, r.type, Json(after), Json(patch),
-            r.actor, r.reason, r.correlation_id, r.causation_id, r.occurred_at)  # fmt: skip
-
-
 def stream_log(read_log: ReadLog, batch: int = 5000) -> Iterator[EventRecord]:
     """The whole log in order. The next batch is fetched in a thread while the caller works on
     this one, so Postgres (another process) reads ahead instead of waiting for us."""
@@ -82,24 +53,6 @@ def stream_log(read_log: ReadLog, batch: int = 5000) -> Iterator[EventRecord]:
             ahead = reader.submit(read_log, records[-1].position, batch)
             yield from records
             records = ahead.result()
-
-
-HISTORY_COLUMNS = (
-    "aggregate_id, version, kind, position, event_type, snapshot, patch, actor, reason, "
-    "correlation_id, causation_id, occurred_at"
-)
-
-
-def _copy_history(cur: Cursor[Any], rows: list[Any]) -> None:
-    with cur.copy(f"COPY rm_history ({HISTORY_COLUMNS}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def _write_current(cur: Cursor[Any], folded: dict[UUID, Folded]) -> None:
-    with cur.connection.pipeline():
-        for f in folded.values():
-            write(cur, f.kind, f.state, f.last, f.created_at, f.deleted_at)
 
 
 def _reset_bookkeeping(cur: Cursor[Any], name: str) -> None:
@@ -128,7 +81,8 @@ def _checkpoint_rebuilt(cur: Cursor[Any], name: str, head: int) -> None:
 def _write_versions(cur: Cursor[Any], name: str, folded: dict[UUID, Folded]) -> None:
     with cur.copy("COPY projection_versions (projection, aggregate_id, version) FROM STDIN") as cp:
         for aggregate_id, f in folded.items():
-            cp.write_row((name, aggregate_id, f.last.version))
+            if f.last is not None:
+                cp.write_row((name, aggregate_id, f.last.version))
 
 
 def rebuild(
@@ -147,7 +101,7 @@ def rebuild(
         head = 0
 
         def history_sink(rows: list[Any]) -> None:
-            _copy_history(cur, rows)
+            copy_history(cur, rows)
 
         def tracked() -> Iterator[EventRecord]:
             nonlocal head
@@ -158,7 +112,7 @@ def rebuild(
         on_history = history_sink if History.name in names else None
         folded = fold(tracked(), on_history, progress)
         if CurrentState.name in names:
-            _write_current(cur, folded)
+            write_all(cur, folded)
         for name in names:
             _write_versions(cur, name, folded)
             _checkpoint_rebuilt(cur, name, head)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 import structlog
@@ -38,6 +38,22 @@ class Projection(Protocol):
     def reset(self, cur: Cursor[Any]) -> None: ...
 
 
+@runtime_checkable
+class BatchProjection(Projection, Protocol):
+    """A projection that can apply many records at once, with the effect of applying each."""
+
+    def apply_batch(self, cur: Cursor[Any], records: Sequence[EventRecord]) -> None: ...
+
+
+@dataclass
+class _Plan:
+    apply: list[EventRecord] = field(default_factory=list)
+    park: list[EventRecord] = field(default_factory=list)
+    versions: dict[UUID, int] = field(default_factory=dict)
+    skipped: int = 0
+    healed: int = 0
+
+
 @dataclass
 class Outcome:
     applied: int = 0
@@ -63,17 +79,64 @@ class Runner:
         self, conn: Connection[Any], records: Iterable[EventRecord], checkpoint: tuple[str, int]
     ) -> Outcome:
         """Applies records in order and moves every projection's checkpoint for `source`."""
+        records = list(records)
         outcome = Outcome()
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PROJECTION_LOCK,))
-            for record in records:
-                for projection in self.projections:
-                    if projection.handles(record):
+            for projection in self.projections:
+                mine = [r for r in records if projection.handles(r)]
+                if len(mine) > 1 and isinstance(projection, BatchProjection):
+                    self._apply_batch(cur, projection, mine, outcome)
+                else:
+                    for record in mine:
                         self._apply_guarded(cur, projection, record, outcome)
             source, position = checkpoint
             for projection in self.projections:
                 _checkpoint(cur, projection.name, source, position)
         return outcome
+
+    def _apply_batch(
+        self, cur: Cursor[Any], p: BatchProjection, records: list[EventRecord], outcome: Outcome
+    ) -> None:
+        """The records set-based, in one savepoint: the same rules as `_apply_guarded`, decided
+        up front from one read of the versions and the blocked aggregates. If the batch fails,
+        it is undone and applied record by record, so only the failing aggregate dead-letters."""
+        plan = self._plan(cur, p.name, records)
+        try:
+            with cur.connection.transaction():
+                p.apply_batch(cur, plan.apply)
+                _set_versions(cur, p.name, plan.versions)
+        except Exception as exc:  # isolate the failure per aggregate, below
+            log.warning("batch_fallback", projection=p.name, size=len(records), error=str(exc))
+            for record in records:
+                self._apply_guarded(cur, p, record, outcome)
+            return
+        for record in plan.park:
+            _park(cur, p.name, record, "waiting behind an earlier dead-lettered event", "parked")
+        outcome.applied += len(plan.apply)
+        outcome.healed += plan.healed
+        outcome.skipped += plan.skipped
+        outcome.parked += len(plan.park)
+
+    def _plan(self, cur: Cursor[Any], name: str, records: list[EventRecord]) -> _Plan:
+        ids = list(dict.fromkeys(r.aggregate_id for r in records))
+        versions = _applied_versions(cur, name, ids)
+        blocked = _blocked_among(cur, name, ids)
+        plan = _Plan()
+        for r in records:
+            current = versions.get(r.aggregate_id, 0)
+            if r.version <= current:
+                plan.skipped += 1
+            elif r.aggregate_id in blocked:
+                plan.park.append(r)
+            else:
+                if r.version > current + 1:
+                    missing = self.source(r.aggregate_id, current, r.version)
+                    plan.apply.extend(missing)
+                    plan.healed += len(missing)
+                plan.apply.append(r)
+                versions[r.aggregate_id] = plan.versions[r.aggregate_id] = r.version
+        return plan
 
     def _apply_guarded(
         self, cur: Cursor[Any], p: Projection, record: EventRecord, outcome: Outcome
@@ -151,6 +214,34 @@ def _applied_version(cur: Cursor[Any], projection: str, aggregate_id: UUID) -> i
     )
     row = cur.fetchone()
     return int(row["version"]) if row else 0
+
+
+def _applied_versions(cur: Cursor[Any], projection: str, ids: list[UUID]) -> dict[UUID, int]:
+    # Locked in id order, so two appliers can never wait on each other's rows.
+    cur.execute(
+        "SELECT aggregate_id, version FROM projection_versions WHERE projection = %s "
+        "AND aggregate_id = ANY(%s) ORDER BY aggregate_id FOR UPDATE",
+        (projection, ids),
+    )
+    return {r["aggregate_id"]: int(r["version"]) for r in cur.fetchall()}
+
+
+def _set_versions(cur: Cursor[Any], projection: str, versions: dict[UUID, int]) -> None:
+    cur.execute(
+        "INSERT INTO projection_versions (projection, aggregate_id, version) "
+        "SELECT %s, a, v FROM unnest(%s::uuid[], %s::int[]) AS t(a, v) "
+        "ON CONFLICT (projection, aggregate_id) DO UPDATE SET version = EXCLUDED.version",
+        (projection, list(versions), list(versions.values())),
+    )
+
+
+def _blocked_among(cur: Cursor[Any], projection: str, ids: list[UUID]) -> set[UUID]:
+    cur.execute(
+        "SELECT DISTINCT aggregate_id FROM projection_dead_letters WHERE projection = %s "
+        "AND aggregate_id = ANY(%s) AND status <> 'resolved'",
+        (projection, ids),
+    )
+    return {r["aggregate_id"] for r in cur.fetchall()}
 
 
 def _set_version(cur: Cursor[Any], projection: str, aggregate_id: UUID, version: int) -> None:

@@ -121,6 +121,52 @@ def test_poison_event_blocks_only_its_aggregate_until_retried(client, container)
         assert open_letters == {"n": 0}
 
 
+class ExplodingBatch(Exploding):
+    """The same, applying batches: a batch holding the victim fails as a whole."""
+
+    def apply_batch(self, cur: Any, records: list[EventRecord]) -> None:
+        if self.broken and any(str(r.aggregate_id) == self.victim for r in records):
+            raise RuntimeError("poison in the batch")
+        self.seen.extend((str(r.aggregate_id), r.version) for r in records)
+
+
+def test_a_failing_batch_falls_back_and_parks_only_the_poisoned_aggregate(
+    client, container
+) -> None:
+    from projections.runner import Runner
+
+    side = container.read_side
+    victim = _some_history(client)
+    bystander = _some_history(client)
+    projection = ExplodingBatch(victim)
+    runner = Runner([projection], side.events_between)
+
+    def records_of_ours(after: int) -> list[EventRecord]:
+        return [
+            r
+            for r in side.records_after(after, 100_000)
+            if str(r.aggregate_id) in (victim, bystander)
+        ]
+
+    with side.connection() as conn:
+        first = records_of_ours(0)
+        outcome = runner.apply(conn, first, ("log", first[-1].position))
+        assert (outcome.dead_lettered, outcome.parked, outcome.applied) == (1, 2, 3)
+        assert [v for a, v in projection.seen if a == bystander] == [1, 2, 3]
+        for ref in (victim, bystander):
+            client.patch(f"/api/v1/tools/{ref}", json={"description": "later"})
+        later = records_of_ours(first[-1].position)
+        # The victim is blocked: planned as parked, so the rest of the batch applies set-based.
+        outcome = runner.apply(conn, later, ("log", later[-1].position))
+        assert (outcome.dead_lettered, outcome.parked, outcome.applied) == (0, 1, 1)
+        assert [v for a, v in projection.seen if a == bystander] == [1, 2, 3, 4]
+        projection.broken = False
+        assert runner.retry_dead_letters(conn, "exploding").applied == 4
+        assert [v for a, v in projection.seen if a == victim] == [1, 2, 3, 4]
+        again = runner.apply(conn, first + later, ("log", later[-1].position))
+        assert (again.applied, again.skipped) == (0, len(first) + len(later))
+
+
 def test_cli_rebuild_status_verify_and_dlq(client, container, cli_env) -> None:
     _some_history(client)
     rebuilt = _cli(cli_env, "rebuild")
