@@ -5,56 +5,55 @@ when it commits."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import Cursor
 
 from projections.kinds import KINDS
-from projections.records import EventRecord
+from projections.kinds.base import Written, to_json
 
-# One round trip per item: upsert its units, drop chunks past the new count, and mark it for the
-# vector indexer. Item-level fields are parameters; only the chunks vary (unnest).
+# One round trip for a batch of items: upsert their units, drop chunks past each item's new
+# count, and mark each for the vector indexer. The rows travel as JSON arrays (see upsert_json).
 _WRITE = """
-WITH units AS (
+WITH items AS (
+    SELECT * FROM json_to_recordset(%(items)s::json)
+        AS i (kind text, id uuid, version int, position bigint, count int)
+), units AS (
     INSERT INTO rm_search (kind, id, chunk, slug, name, description, heading, body, status,
         category, tags, owner, link_id, deleted, version, position)
-    SELECT %(kind)s, %(id)s, u.chunk, %(slug)s, %(name)s, %(description)s, u.heading, u.body,
-        %(status)s, %(category)s, %(tags)s, %(owner)s, %(link_id)s, %(deleted)s, %(version)s,
-        %(position)s
-    FROM unnest(%(chunks)s::int[], %(headings)s::text[], %(bodies)s::text[])
-        AS u (chunk, heading, body)
+    SELECT kind, id, chunk, slug, name, description, heading, body, status, category, tags,
+        owner, link_id, deleted, version, position
+    FROM json_populate_recordset(NULL::rm_search, %(units)s::json)
     ON CONFLICT (kind, id, chunk) DO UPDATE SET slug = EXCLUDED.slug, name = EXCLUDED.name,
         description = EXCLUDED.description, heading = EXCLUDED.heading, body = EXCLUDED.body,
         status = EXCLUDED.status, category = EXCLUDED.category, tags = EXCLUDED.tags,
         owner = EXCLUDED.owner, link_id = EXCLUDED.link_id, deleted = EXCLUDED.deleted,
         version = EXCLUDED.version, position = EXCLUDED.position
 ), stale AS (
-    DELETE FROM rm_search WHERE kind = %(kind)s AND id = %(id)s AND chunk >= %(count)s
+    DELETE FROM rm_search s USING items i
+    WHERE s.kind = i.kind AND s.id = i.id AND s.chunk >= i.count
 )
 INSERT INTO vector_outbox (id, kind, version, position)
-VALUES (%(id)s, %(kind)s, %(version)s, %(position)s)
+SELECT id, kind, version, position FROM items
 ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position"""
 
 
-def write_search_rows(
-    cur: Cursor[Any], kind: str, state: Any, record: EventRecord, deleted: bool
-) -> None:
-    doc = {"slug": getattr(state, "slug", None), **state.fields()}
+def write_search_rows(cur: Cursor[Any], kind: str, written: Sequence[Written]) -> None:
+    """The search units of each written aggregate of `kind` (ids unique), in one statement."""
     read_kind = KINDS[kind]
-    units = read_kind.units(doc)
-    cur.execute(
-        _WRITE,
-        {
-            **read_kind.search_fields(doc),
-            "kind": kind,
-            "id": state.id,
-            "tags": list(doc.get("tags") or []),
-            "deleted": deleted,
-            "version": state.aggregate_version,
-            "position": record.position,
-            "chunks": [u.chunk for u in units],
-            "headings": [u.heading for u in units],
-            "bodies": [u.text for u in units],
-            "count": len(units),
-        },
-    )
+    items: list[dict[str, Any]] = []
+    units: list[dict[str, Any]] = []
+    for w in written:
+        state = w.state
+        doc = {"slug": getattr(state, "slug", None), **state.fields()}
+        item = {**read_kind.search_fields(doc), "kind": kind, "id": state.id,
+                "tags": list(doc.get("tags") or []), "deleted": w.deleted is not None,
+                "version": state.aggregate_version, "position": w.applied.position}  # fmt: skip
+        chunks = read_kind.units(doc)
+        units.extend({**item, "chunk": u.chunk, "heading": u.heading, "body": u.text}
+                     for u in chunks)  # fmt: skip
+        items.append({"kind": kind, "id": state.id, "version": item["version"],
+                      "position": item["position"], "count": len(chunks)})  # fmt: skip
+    if items:
+        cur.execute(_WRITE, {"items": to_json(items), "units": to_json(units)})

@@ -3,12 +3,14 @@ kind of aggregate. Per-kind modules fill one in; `projections.kinds` lists them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+from uuid import UUID
 
-from psycopg.types.json import Json
+from psycopg import Cursor
 
 from domain.kinds import AggregateKind
 from projections.search_text import Unit
@@ -25,8 +27,21 @@ class Applied(Protocol):
     def occurred_at(self) -> datetime: ...
 
 
-# Writes an aggregate's current-state row(s): (cursor, state, event, created, deleted).
-Writer = Callable[[Any, Any, Applied, datetime, "datetime | None"], None]
+@dataclass(frozen=True)
+class Written:
+    """One aggregate's state to write: its state, the last event folded into it, when it was
+    created and (if it is) deleted."""
+
+    state: Any
+    applied: Applied
+    created: datetime
+    deleted: datetime | None
+
+
+# The current-state row of an aggregate, by column name.
+RowOf = Callable[[Written], dict[str, Any]]
+# Rewrites the companion rows of the given aggregates (e.g. a dataset's columns).
+CompanionWriter = Callable[[Cursor[Any], Sequence[Written]], None]
 
 
 @dataclass(frozen=True)
@@ -39,13 +54,15 @@ class Table:
     extra: str = ""
     # Tables of this kind's own besides `name`, emptied with it on a reset.
     companions: tuple[str, ...] = ()
+    # Columns an update never changes.
+    keep: tuple[str, ...] = ("id", "slug", "created_at")
 
 
 @dataclass(frozen=True)
 class ReadKind:
     aggregate: AggregateKind[Any]
     table: Table
-    write: Writer
+    row: RowOf
     # The text search sees (one unit, or a document's chunks) and the item-level search fields
     # (slug, name, description, status, category, owner, link_id).
     units: Callable[[dict[str, Any]], list[Unit]]
@@ -56,6 +73,7 @@ class ReadKind:
     # BM25's average unit length (in words) for this kind's collection: tools and datasets
     # are one short unit each, documents are chunks of up to ~200 words.
     bm25_avg_len: float = 80.0
+    write_companions: CompanionWriter | None = None
 
     @property
     def name(self) -> str:
@@ -69,6 +87,31 @@ class ReadKind:
         return self.aggregate.state(id=aggregate_id, aggregate_version=version, **doc)
 
 
-def doc_json(state: Any) -> Json:
-    # States here are folded from EventRecords, whose secrets are already redacted.
-    return Json(state.fields())
+def upsert_json(cur: Cursor[Any], table: str, rows: Sequence[dict[str, Any]],
+                keep: Sequence[str] = ("id",)) -> None:  # fmt: skip
+    """Upserts rows (all with the same keys, ids unique) in one statement: they travel as one
+    JSON array, which Postgres turns into typed rows; `json`, not `jsonb`, so the key order of
+    a nested document is kept exactly."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    names = ", ".join(columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keep)
+    cur.execute(
+        f"INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608 - names from the registry
+        f"FROM json_populate_recordset(NULL::{table}, %s::json) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}",
+        (to_json(rows),),
+    )
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -3,13 +3,13 @@ collection and topic."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import Cursor
 
 from domain import dataset
-from projections.kinds.base import Applied, ReadKind, Table, doc_json
+from projections.kinds.base import ReadKind, Table, Written, to_json
 from projections.search_text import Unit
 
 COLUMNS = """, (SELECT coalesce(jsonb_agg(jsonb_build_object('name', c.name, 'type', c.type,
@@ -17,30 +17,32 @@ COLUMNS = """, (SELECT coalesce(jsonb_agg(jsonb_build_object('name', c.name, 'ty
     FROM rm_dataset_columns c WHERE c.dataset_id = t.id) AS columns"""
 
 
-def write(
-    cur: Cursor[Any], d: Any, r: Applied, created: datetime, deleted: datetime | None
-) -> None:
-    cur.execute(
-        """INSERT INTO rm_datasets (id, slug, name, description, owner, tags, status, source_kind,
-            aggregate_version, position, created_at, updated_at, deleted_at, doc)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
-            owner = EXCLUDED.owner, tags = EXCLUDED.tags, status = EXCLUDED.status,
-            source_kind = EXCLUDED.source_kind, aggregate_version = EXCLUDED.aggregate_version,
-            position = EXCLUDED.position, updated_at = EXCLUDED.updated_at,
-            deleted_at = EXCLUDED.deleted_at, doc = EXCLUDED.doc""",
-        (d.id, d.slug, d.name, d.description, d.owner, d.tags, d.status, d.source.get("kind"),
-         d.aggregate_version, r.position, created, r.occurred_at, deleted, doc_json(d)),
-    )  # fmt: skip
-    cur.execute("DELETE FROM rm_dataset_columns WHERE dataset_id = %s", (d.id,))
-    cur.executemany(
-        "INSERT INTO rm_dataset_columns (dataset_id, ordinal, name, type, nullable, description) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        [
-            (d.id, i, c["name"], c["type"], c.get("nullable", True), c.get("description"))
-            for i, c in enumerate(d.columns)
-        ],
-    )
+def row(w: Written) -> dict[str, Any]:
+    d, r = w.state, w.applied
+    return {"id": d.id, "slug": d.slug, "name": d.name, "description": d.description,
+            "owner": d.owner, "tags": d.tags, "status": d.status,
+            "source_kind": d.source.get("kind"), "aggregate_version": d.aggregate_version,
+            "position": r.position, "created_at": w.created, "updated_at": r.occurred_at,
+            "deleted_at": w.deleted, "doc": d.fields()}  # fmt: skip
+
+
+def write_columns(cur: Cursor[Any], written: Sequence[Written]) -> None:
+    """A dataset's columns, rewritten whole: the declared list is the truth."""
+    ids = [w.state.id for w in written]
+    cur.execute("DELETE FROM rm_dataset_columns WHERE dataset_id = ANY(%s)", (ids,))
+    rows = [
+        {"dataset_id": w.state.id, "ordinal": i, "name": c["name"], "type": c["type"],
+         "nullable": c.get("nullable", True), "description": c.get("description")}
+        for w in written
+        for i, c in enumerate(w.state.columns)
+    ]  # fmt: skip
+    if rows:
+        cur.execute(
+            "INSERT INTO rm_dataset_columns (dataset_id, ordinal, name, type, nullable, "
+            "description) SELECT dataset_id, ordinal, name, type, nullable, description "
+            "FROM json_populate_recordset(NULL::rm_dataset_columns, %s::json)",
+            (to_json(rows),),
+        )
 
 
 def units(doc: dict[str, Any]) -> list[Unit]:
@@ -70,7 +72,8 @@ READ = ReadKind(
         extra=COLUMNS,
         companions=("rm_dataset_columns",),
     ),
-    write=write,
+    row=row,
+    write_companions=write_columns,
     units=units,
     search_fields=search_fields,
     collection="datasets",

@@ -3,34 +3,22 @@ topic."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from psycopg import Cursor
-
 from domain import document
-from projections.kinds.base import Applied, ReadKind, Table, doc_json
+from projections.kinds.base import ReadKind, Table, Written
 from projections.search_text import chunk_document
 
 
-def write(
-    cur: Cursor[Any], d: Any, r: Applied, created: datetime, deleted: datetime | None
-) -> None:
+def row(w: Written) -> dict[str, Any]:
+    d, r = w.state, w.applied
     link = d.link or {}
-    cur.execute(
-        """INSERT INTO rm_documents (id, title, content_type, tags, link_kind, link_id, language,
-            aggregate_version, position, created_at, updated_at, deleted_at, doc)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title,
-            content_type = EXCLUDED.content_type, tags = EXCLUDED.tags,
-            link_kind = EXCLUDED.link_kind, link_id = EXCLUDED.link_id,
-            language = EXCLUDED.language, aggregate_version = EXCLUDED.aggregate_version,
-            position = EXCLUDED.position, updated_at = EXCLUDED.updated_at,
-            deleted_at = EXCLUDED.deleted_at, doc = EXCLUDED.doc""",
-        (d.id, d.title, d.content_type, d.tags, link.get("kind"), link.get("id"),
-         (d.metadata or {}).get("language"), d.aggregate_version, r.position, created,
-         r.occurred_at, deleted, doc_json(d)),
-    )  # fmt: skip
+    return {"id": d.id, "title": d.title, "content_type": d.content_type, "tags": d.tags,
+            "link_kind": link.get("kind"), "link_id": link.get("id"),
+            "language": (d.metadata or {}).get("language"),
+            "aggregate_version": d.aggregate_version, "position": r.position,
+            "created_at": w.created, "updated_at": r.occurred_at, "deleted_at": w.deleted,
+            "doc": d.fields()}  # fmt: skip
 
 
 def search_fields(doc: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +30,7 @@ def search_fields(doc: dict[str, Any]) -> dict[str, Any]:
 READ = ReadKind(
     aggregate=document.AGGREGATE,
     table=Table("rm_documents", ("updated_at", "created_at", "title")),
-    write=write,
+    row=row,
     units=chunk_document,
     search_fields=search_fields,
     collection="document_chunks",

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from psycopg import Cursor
-
 from domain import tool
-from projections.kinds.base import Applied, ReadKind, Table, doc_json
+from projections.kinds.base import ReadKind, Table, Written
 from projections.search_text import Unit, schema_params
 
 
-def write(
-    cur: Cursor[Any], t: Any, r: Applied, created: datetime, deleted: datetime | None
-) -> None:
-    cur.execute(
-        """INSERT INTO rm_tools (id, slug, name, description, category, tags, status, semver,
-            author, aggregate_version, position, created_at, updated_at, deleted_at, doc)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
-            category = EXCLUDED.category, tags = EXCLUDED.tags, status = EXCLUDED.status,
-            semver = EXCLUDED.semver, author = EXCLUDED.author,
-            aggregate_version = EXCLUDED.aggregate_version, position = EXCLUDED.position,
-            updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at,
-            doc = EXCLUDED.doc""",
-        (t.id, t.slug, t.name, t.description, t.category, t.tags, t.status, t.version, t.author,
-         t.aggregate_version, r.position, created, r.occurred_at, deleted, doc_json(t)),
-    )  # fmt: skip
+def row(w: Written) -> dict[str, Any]:
+    t, r = w.state, w.applied
+    return {"id": t.id, "slug": t.slug, "name": t.name, "description": t.description,
+            "category": t.category, "tags": t.tags, "status": t.status, "semver": t.version,
+            "author": t.author, "aggregate_version": t.aggregate_version,
+            "position": r.position, "created_at": w.created, "updated_at": r.occurred_at,
+            "deleted_at": w.deleted, "doc": t.fields()}  # fmt: skip
 
 
 def units(doc: dict[str, Any]) -> list[Unit]:
@@ -52,7 +40,7 @@ def search_fields(doc: dict[str, Any]) -> dict[str, Any]:
 READ = ReadKind(
     aggregate=tool.AGGREGATE,
     table=Table("rm_tools", ("updated_at", "created_at", "name", "slug")),
-    write=write,
+    row=row,
     units=units,
     search_fields=search_fields,
     collection="tools",
