@@ -7,10 +7,8 @@ counting the slug claim), then measures in the same run:
   - floor.read_log: reading and decoding the whole notification log (what any rebuild must do);
   - floor.copy: COPY of as many history-sized rows into a scratch table (the write floor);
   - rebuild: `projections.rebuild.rebuild` of both projections, events/s over all store events;
-  - verify: the independent replay check that `mcp-ledger rebuild` runs afterwards;
-  - catch_up.in_process: the live path from an empty read side: the log follower feeding the
-    projection runner in batches of 500, as `mcp-ledger up` does after an import.
-Targets: rebuild >= 15,000 events/s; catch-up >= 5,000 events/s.
+  - verify: the independent replay check that `mcp-ledger rebuild` runs afterwards.
+Target: rebuild >= 15,000 events/s. (The live path's catch-up: bench/catch_up.py.)
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ from projections.rebuild import rebuild, stream_log
 from projections.verify import differences
 
 TARGET_EVENTS_PER_S = 15_000.0
-TARGET_CATCH_UP_PER_S = 5_000.0
 UPDATES_PER_TOOL = 3
 
 
@@ -95,26 +92,6 @@ def copy_floor(c: Container, rows: int) -> float:
         return rows / (time.perf_counter() - started)
 
 
-def catch_up_rate(c: Container, total: int) -> float:
-    """Empties the read side, then times the live follower until it reaches the head."""
-    side = c.read_side
-    with side.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        for p in side.runner.projections:
-            p.reset(cur)
-        for table in ("projection_versions", "projection_dead_letters", "projection_checkpoints"):
-            cur.execute(f"DELETE FROM {table}")
-    done = [0]
-
-    def progress(n: int) -> None:
-        done[0] += n
-        if done[0] // 20_000 != (done[0] - n) // 20_000:
-            print(f"# caught up {done[0]:,}/{total:,}", flush=True)
-
-    started = time.perf_counter()
-    applied = side.follower.catch_up(progress)
-    return applied / (time.perf_counter() - started)
-
-
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     server = server_url()
     check_local(server)
@@ -155,13 +132,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 figures.append(line("verify", total / (time.perf_counter() - started), "events/s"))
             if problems:
                 print("# VERIFY FAILED:", *problems, sep="\n  ")
-            catch_up = catch_up_rate(c, total)
-            note = f"{catch_up / read_rate:.0%} of read_log"
-            figures.append(line("catch_up.in_process", catch_up, "events/s", note))
             met = "MET" if rate >= TARGET_EVENTS_PER_S else "MISS"
             print(f"\n[{met}] rebuild >= {TARGET_EVENTS_PER_S:,.0f} events/s: {rate:,.0f}")
-            met = "MET" if catch_up >= TARGET_CATCH_UP_PER_S else "MISS"
-            print(f"[{met}] catch-up >= {TARGET_CATCH_UP_PER_S:,.0f} events/s: {catch_up:,.0f}")
         finally:
             c.close()
     return figures
