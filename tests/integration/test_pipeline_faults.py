@@ -411,6 +411,9 @@ def test_kill_9_the_projector_mid_burst_then_restart(rig: Rig) -> None:
     burst = rig.burst()
     killed_at = burst.reach(0.3)
     assert rig.pipeline.projector is not None
+    # Faust commits every few seconds and a fast projector may be idle at a commit: kill it
+    # while it holds applied but uncommitted events, the case this test is about.
+    wait_for(lambda: applied_beyond_committed(rig), "applied events not committed", timeout=30)
     rig.pipeline.projector.kill()
     # Applied but not committed to Kafka: the restarted projector is handed these again.
     redelivered = applied_beyond_committed(rig)
@@ -454,6 +457,7 @@ def test_kill_9_relay_and_projector_together_mid_burst_then_restart_both(rig: Ri
     relay, projector = rig.pipeline.relay, rig.pipeline.projector
     assert relay is not None
     assert projector is not None
+    wait_for(lambda: applied_beyond_committed(rig), "applied events not committed", timeout=30)
     kill_together(relay, projector)
     checkpoint = rig.relay_checkpoint()
     assert checkpoint > 0
