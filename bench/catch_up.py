@@ -30,6 +30,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
+# The checkout this file is in, not the one the virtualenv installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from freshness import Service, delete_kafka_leftovers, kafka_bootstrap, service_env
 from rebuild import line, populate

@@ -42,6 +42,8 @@ import httpx
 import psycopg
 from cryptography.fernet import Fernet
 
+# The checkout this file is in, not the one the virtualenv installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from write_path import (
     LOCAL_HOSTS,

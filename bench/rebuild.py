@@ -25,6 +25,8 @@ from typing import Any
 from cryptography.fernet import Fernet
 from psycopg.types.json import Jsonb
 
+# The checkout this file is in, not the one the virtualenv installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from write_path import check_local, fresh_database, server_url
 

@@ -35,6 +35,8 @@ import psycopg
 from cryptography.fernet import Fernet
 from psycopg.types.json import Jsonb
 
+# The checkout this file is in, not the one the virtualenv installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from commands.context import CommandContext
 from commands.import_tools import import_tools
 from commands.inputs import RegisterTool
