@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcp_adapter import models
+from projections.results import Change, Item, VersionEntry
 
 # --- rows into models -----------------------------------------------------------------------
 
@@ -46,10 +47,10 @@ def input_summary(schema: Any) -> list[models.Param]:
     return params
 
 
-def tool_summary(item: dict[str, Any]) -> models.ToolSummary:
-    doc = item["tool"]
+def tool_summary(item: Item) -> models.ToolSummary:
+    doc = item.fields
     return models.ToolSummary(
-        id=str(item["id"]),
+        id=str(item.id),
         slug=doc["slug"],
         name=doc["name"],
         description=doc["description"],
@@ -57,13 +58,13 @@ def tool_summary(item: dict[str, Any]) -> models.ToolSummary:
         tags=list(doc.get("tags") or []),
         status=doc["status"],
         semver=doc["version"],
-        version=item["version"],
-        updated_at=item["updated_at"],
+        version=item.version,
+        updated_at=item.updated_at,
     )
 
 
-def tool_record(item: dict[str, Any]) -> models.ToolRecord:
-    doc = item["tool"]
+def tool_record(item: Item) -> models.ToolRecord:
+    doc = item.fields
     return models.ToolRecord(
         **tool_summary(item).model_dump(),
         author=doc["author"],
@@ -72,50 +73,50 @@ def tool_record(item: dict[str, Any]) -> models.ToolRecord:
         output_schema=doc.get("output_schema"),
         examples=list(doc.get("examples") or []),
         config=dict(doc.get("config") or {}),
-        event_position=item["position"],
-        created_at=item.get("created_at"),
-        deleted_at=item.get("deleted_at"),
+        event_position=item.position,
+        created_at=item.created_at,
+        deleted_at=item.deleted_at,
     )
 
 
-def document_record(item: dict[str, Any]) -> models.DocumentRecord:
-    doc = item["document"]
+def document_record(item: Item) -> models.DocumentRecord:
+    doc = item.fields
     return models.DocumentRecord(
-        id=str(item["id"]),
+        id=str(item.id),
         title=doc["title"],
         content=doc["content"],
         content_type=doc["content_type"],
         metadata=dict(doc.get("metadata") or {}),
         tags=list(doc.get("tags") or []),
         link=doc.get("link"),
-        version=item["version"],
-        event_position=item["position"],
-        created_at=item["created_at"],
-        updated_at=item["updated_at"],
-        deleted_at=item.get("deleted_at"),
+        version=item.version,
+        event_position=item.position,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        deleted_at=item.deleted_at,
     )
 
 
-def dataset_summary(item: dict[str, Any]) -> models.DatasetSummary:
-    doc = item["dataset"]
+def dataset_summary(item: Item) -> models.DatasetSummary:
+    doc = item.fields
     return models.DatasetSummary(
-        id=str(item["id"]),
+        id=str(item.id),
         slug=doc["slug"],
         name=doc["name"],
         description=doc["description"],
         owner=doc["owner"],
         tags=list(doc.get("tags") or []),
         status=doc["status"],
-        version=item["version"],
+        version=item.version,
         columns=len(doc.get("columns") or []),
-        updated_at=item["updated_at"],
+        updated_at=item.updated_at,
     )
 
 
-def dataset_record(item: dict[str, Any]) -> models.DatasetRecord:
-    doc = item["dataset"]
+def dataset_record(item: Item) -> models.DatasetRecord:
+    doc = item.fields
     return models.DatasetRecord(
-        id=str(item["id"]),
+        id=str(item.id),
         slug=doc["slug"],
         name=doc["name"],
         description=doc["description"],
@@ -125,35 +126,35 @@ def dataset_record(item: dict[str, Any]) -> models.DatasetRecord:
         source=dict(doc.get("source") or {}),
         columns=[models.Column(**c) for c in doc.get("columns") or []],
         profile=doc.get("profile"),
-        version=item["version"],
-        event_position=item["position"],
-        created_at=item["created_at"],
-        updated_at=item["updated_at"],
-        deleted_at=item.get("deleted_at"),
+        version=item.version,
+        event_position=item.position,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        deleted_at=item.deleted_at,
     )
 
 
-def version_entry(row: dict[str, Any]) -> models.VersionEntry:
+def version_entry(v: VersionEntry) -> models.VersionEntry:
     return models.VersionEntry(
-        version=row["version"],
-        event_type=row["event_type"],
-        actor=row["actor"],
-        reason=row["reason"],
-        occurred_at=row["occurred_at"],
-        event_position=row["position"],
-        patch=row["patch"],
+        version=v.version,
+        event_type=v.event_type,
+        actor=v.actor,
+        reason=v.reason,
+        occurred_at=v.occurred_at,
+        event_position=v.position,
+        patch=v.patch,
     )
 
 
-def change(row: dict[str, Any]) -> models.Change:
+def change(c: Change) -> models.Change:
     return models.Change(
-        event_position=row["position"],
-        kind=row["kind"],
-        id=str(row["id"]),
-        version=row["version"],
-        event_type=row["event_type"],
-        ref=row["ref"],
-        occurred_at=row["occurred_at"],
-        actor=row["actor"],
-        reason=row["reason"],
+        event_position=c.position,
+        kind=c.kind,
+        id=str(c.id),
+        version=c.version,
+        event_type=c.event_type,
+        ref=c.ref,
+        occurred_at=c.occurred_at,
+        actor=c.actor,
+        reason=c.reason,
     )

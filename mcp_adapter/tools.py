@@ -153,7 +153,7 @@ def find_similar(  # noqa: PLR0917 - the tool's arguments
     _index_current(c, min_position)  # bounded; a tool not indexed yet is a failure below
 
     def build(conn: Connection[Any], position: int) -> models.ToolSearch:
-        tool_id = str(queries.get_current(conn, "tool", slug)["id"])
+        tool_id = str(queries.get_current(conn, "tool", slug).id)
         try:
             result = searcher.similar(conn, "tool", tool_id, request)
         except SimilarUnavailable as exc:
@@ -214,8 +214,8 @@ def list_tools(  # noqa: PLR0917 - the tool's arguments
             status=status,
             include_deprecated=include_deprecated,
         )
-        items = [shapes.tool_summary(i) for i in page["items"]]
-        return models.ToolPage(items=items, next_cursor=page["next_cursor"], position=position)
+        items = [shapes.tool_summary(i) for i in page.items]
+        return models.ToolPage(items=items, next_cursor=page.next_cursor, position=position)
 
     return answer(container_of(ctx), min_position, build, render.tool_page)
 
@@ -233,10 +233,10 @@ def tool_history(
         current = queries.get_current(conn, "tool", slug)
         page = queries.list_versions(conn, "tool", slug, after_version=after_version, limit=limit)
         return models.ToolHistory(
-            id=str(page["id"]),
-            slug=current["tool"]["slug"],
-            items=[shapes.version_entry(r) for r in page["items"]],
-            next_after_version=page["next_after_version"],
+            id=str(page.id),
+            slug=current.fields["slug"],
+            items=[shapes.version_entry(v) for v in page.items],
+            next_after_version=page.next_after_version,
             position=position,
         )
 
@@ -258,11 +258,11 @@ def tool_diff(
         current = queries.get_current(conn, "tool", slug)
         diff = queries.diff_versions(conn, "tool", slug, from_version, to_version)
         return models.ToolDiff(
-            id=str(diff["id"]),
-            slug=current["tool"]["slug"],
+            id=str(diff.id),
+            slug=current.fields["slug"],
             from_version=from_version,
             to_version=to_version,
-            patch=diff["patch"],
+            patch=diff.patch,
             position=position,
         )
 
@@ -344,8 +344,8 @@ def list_datasets(  # noqa: PLR0917 - the tool's arguments
 
     def build(conn: Connection[Any], position: int) -> models.DatasetPage:
         page = queries.list_datasets(conn, listing, owner=owner, status=status)
-        items = [shapes.dataset_summary(i) for i in page["items"]]
-        return models.DatasetPage(items=items, next_cursor=page["next_cursor"], position=position)
+        items = [shapes.dataset_summary(i) for i in page.items]
+        return models.DatasetPage(items=items, next_cursor=page.next_cursor, position=position)
 
     return answer(container_of(ctx), min_position, build, render.dataset_page)
 
@@ -375,9 +375,9 @@ def changes_since(
     def build(conn: Connection[Any], applied: int) -> models.Changes:
         page = queries.changes_since(conn, position, applied, limit)
         return models.Changes(
-            items=[shapes.change(r) for r in page["items"]],
-            next_position=page["next_position"],
-            more=page["more"],
+            items=[shapes.change(r) for r in page.items],
+            next_position=page.next_position,
+            more=page.more,
             position=applied,
         )
 
@@ -433,7 +433,7 @@ def _resource(c: Container, kind: str, ref: str) -> str:
             item = queries.get_current(conn, kind, ref)
     except NotFound as exc:
         raise ResourceError(exc.message) from None
-    return json.dumps({**item, "applied_position": position}, default=_json_value)
+    return json.dumps({**item.wire(), "applied_position": position}, default=_json_value)
 
 
 def _json_value(value: Any) -> str:

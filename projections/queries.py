@@ -18,6 +18,15 @@ from psycopg.rows import dict_row
 from domain.errors import InvalidInput, NotFound
 from projections.json_diff import json_diff
 from projections.kinds import KINDS, ReadKind
+from projections.results import (
+    Change,
+    ChangePage,
+    Diff,
+    Item,
+    ItemPage,
+    VersionEntry,
+    VersionPage,
+)
 
 SELECT = "t.id, t.aggregate_version, t.position, t.created_at, t.updated_at, t.deleted_at, t.doc"
 DEFAULT_SORT = "-updated_at"
@@ -48,19 +57,12 @@ def _cursor(conn: Connection[Any]) -> Cursor[dict[str, Any]]:
     return conn.cursor(row_factory=dict_row)
 
 
-def _item(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+def _item(kind: str, row: dict[str, Any]) -> Item:
     fields = dict(row["doc"])
     if "columns" in row:
         fields["columns"] = row["columns"]
-    return {
-        "id": row["id"],
-        "version": row["aggregate_version"],
-        "position": row["position"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "deleted_at": row["deleted_at"],
-        kind: fields,
-    }
+    return Item(kind, row["id"], row["aggregate_version"], row["position"], row["created_at"],
+                row["updated_at"], row["deleted_at"], fields)  # fmt: skip
 
 
 def _as_uuid(ref: str) -> UUID | None:
@@ -87,7 +89,7 @@ def _find(
     raise NotFound(kind.name, ref, by_slug=kind.has_slug)
 
 
-def get_current(conn: Connection[Any], kind: str, ref: str) -> dict[str, Any]:
+def get_current(conn: Connection[Any], kind: str, ref: str) -> Item:
     """The current state of the tool, dataset or document `ref` (id or slug) names."""
     with _cursor(conn) as cur:
         read_kind = KINDS[kind]
@@ -142,7 +144,7 @@ def _shared_filters(listing: Listing) -> tuple[list[str], list[Any]]:
 
 def _page(
     conn: Connection[Any], kind: ReadKind, listing: Listing, where: list[str], params: list[Any]
-) -> dict[str, Any]:
+) -> ItemPage:
     """One page in keyset order (sort column, then id): stable while rows are added."""
     table = kind.table
     column, descending = _sort_column(kind, listing.sort)
@@ -162,7 +164,7 @@ def _page(
     if len(rows) > listing.limit:
         rows = rows[: listing.limit]
         next_cursor = encode_cursor(listing.sort, rows[-1]["sort_key"], rows[-1]["id"])
-    return {"items": [_item(kind.name, r) for r in rows], "next_cursor": next_cursor}
+    return ItemPage([_item(kind.name, r) for r in rows], next_cursor)
 
 
 def _equal(where: list[str], params: list[Any], column: str, value: Any) -> None:
@@ -178,7 +180,7 @@ def list_tools(
     category: str | None = None,
     status: str | None = None,
     include_deprecated: bool = True,
-) -> dict[str, Any]:
+) -> ItemPage:
     """`include_deprecated=False` leaves deprecated tools out unless a status is asked for."""
     where, params = _shared_filters(listing)
     _equal(where, params, "category", category)
@@ -194,7 +196,7 @@ def list_datasets(
     *,
     owner: str | None = None,
     status: str | None = None,
-) -> dict[str, Any]:
+) -> ItemPage:
     where, params = _shared_filters(listing)
     _equal(where, params, "owner", owner)
     _equal(where, params, "status", status)
@@ -203,7 +205,7 @@ def list_datasets(
 
 def list_documents(
     conn: Connection[Any], listing: Listing, *, linked_to: UUID | None = None
-) -> dict[str, Any]:
+) -> ItemPage:
     where, params = _shared_filters(listing)
     _equal(where, params, "link_id", linked_to)
     return _page(conn, KINDS["document"], listing, where, params)
@@ -236,7 +238,7 @@ def get_historic(
     *,
     as_of: datetime | None = None,
     at_version: int | None = None,
-) -> dict[str, Any]:
+) -> Item:
     """The state as of a time and/or at a version (both inclusive), from the version history."""
     read_kind = KINDS[kind]
     with _cursor(conn) as cur:
@@ -265,7 +267,7 @@ def list_versions(
     after_version: int = 0,
     limit: int = 50,
     include_snapshot: bool = False,
-) -> dict[str, Any]:
+) -> VersionPage:
     """One page of versions in order, each with its JSON Patch from the one before."""
     fields = VERSION_FIELDS + (", snapshot" if include_snapshot else "")
     with _cursor(conn) as cur:
@@ -277,7 +279,7 @@ def list_versions(
         ).fetchall()
     more, rows = len(rows) > limit, rows[:limit]
     next_after = rows[-1]["version"] if more and rows else None
-    return {"id": ident, "items": rows, "next_after_version": next_after}
+    return VersionPage(ident, [VersionEntry(**r) for r in rows], next_after)
 
 
 class UnknownVersion(NotFound):
@@ -289,7 +291,7 @@ class UnknownVersion(NotFound):
 
 def diff_versions(
     conn: Connection[Any], kind: str, ref: str, from_version: int, to_version: int
-) -> dict[str, Any]:
+) -> Diff:
     """The RFC 6902 JSON Patch that turns the `from` version's snapshot into the `to` one's."""
     if from_version > to_version:
         raise InvalidInput.one("from", f"must not be after 'to' ({to_version})")
@@ -305,7 +307,7 @@ def diff_versions(
         if version not in snapshots:
             raise UnknownVersion(kind, ref, field, version)
     patch = json_diff(snapshots[from_version], snapshots[to_version])
-    return {"id": ident, "from": from_version, "to": to_version, "patch": patch}
+    return Diff(ident, from_version, to_version, patch)
 
 
 # --- the change feed and search details ----------------------------------------------------
@@ -319,7 +321,7 @@ ORDER BY h.position
 LIMIT %s"""
 
 
-def changes_since(conn: Connection[Any], after: int, applied: int, limit: int) -> dict[str, Any]:
+def changes_since(conn: Connection[Any], after: int, applied: int, limit: int) -> ChangePage:
     """The version-history rows after store position `after`, in position order, up to the
     applied position (rows beyond it may be in one read model and not yet in another). The
     caller continues from `next_position`; no change is skipped or repeated."""
@@ -328,7 +330,7 @@ def changes_since(conn: Connection[Any], after: int, applied: int, limit: int) -
     more = len(rows) > limit
     rows = rows[:limit]
     next_position = int(rows[-1]["position"]) if more else max(after, applied)
-    return {"items": rows, "next_position": next_position, "more": more}
+    return ChangePage([Change(**r) for r in rows], next_position, more)
 
 
 def tool_extras(conn: Connection[Any], ids: Iterable[str]) -> dict[str, dict[str, Any]]:

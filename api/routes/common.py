@@ -17,12 +17,14 @@ from commands.audit import audit_trail
 from commands.common import Kind, WriteResult
 from infra.container import Container
 from projections import queries
+from projections import results as read
 from projections.read_args import CURSOR_MAX, MAX_INT, NO_NUL, VALUE_MAX, WORDS_MAX
 
 MAX_VERSION = MAX_INT
 POSITION_HEADER = "X-Ledger-Position"
 WAIT = [Depends(wait_for_projections)]
 R = TypeVar("R")
+Paged = read.ItemPage | read.VersionPage | read.Diff
 
 Text = Annotated[str | None, Query(max_length=VALUE_MAX, pattern=NO_NUL)]
 Tags = Annotated[
@@ -66,9 +68,9 @@ def read_models(c: Container, response: Response, query: Callable[..., R]) -> tu
     return result, position
 
 
-def read_page(c: Container, response: Response, query: Callable[..., dict[str, Any]]) -> Any:
+def read_page(c: Container, response: Response, query: Callable[..., Paged]) -> Any:
     page, position = read_models(c, response, query)
-    return {**page, "position": position}
+    return {**page.wire(), "position": position}
 
 
 def add_read_routes(router: APIRouter, kind: Kind[Any]) -> None:
@@ -103,8 +105,8 @@ def add_read_routes(router: APIRouter, kind: Kind[Any]) -> None:
                 queries.get_historic, kind=name, ref=ref, as_of=as_of, at_version=at_version
             )
         item, position = read_models(c, response, query)
-        response.headers["ETag"] = f'"{item["version"]}"'
-        return {**item, "applied_position": position}
+        response.headers["ETag"] = f'"{item.version}"'
+        return {**item.wire(), "applied_position": position}
 
     @router.get(
         "/{ref}/versions",

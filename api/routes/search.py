@@ -159,7 +159,7 @@ def similar_tools(  # noqa: PLR0917 - FastAPI reads the signature
     c.reads.vectors_current(min_position)  # bounded; a tool not indexed yet is a 503 below
 
     def query(conn: Any) -> SearchResult:
-        tool_id = str(queries.get_current(conn, "tool", ref)["id"])
+        tool_id = str(queries.get_current(conn, "tool", ref).id)
         return c.searcher.similar(conn, "tool", tool_id, req)
 
     try:
