@@ -184,7 +184,10 @@ def check_tools(rows: list[tuple[int, dict]], problems: Problems) -> dict[str, d
 
 
 def check_queries(
-    rows: list[tuple[int, dict]], tools: dict[str, dict], problems: Problems
+    rows: list[tuple[int, dict]],
+    tools: dict[str, dict],
+    problems: Problems,
+    kinds: tuple[str, ...] = KINDS,
 ) -> list[dict]:
     good: list[dict] = []
     seen: set[str] = set()
@@ -199,8 +202,8 @@ def check_queries(
         if key in seen:
             problems.add(where, f"duplicate query {text!r}")
         seen.add(key)
-        if q["kind"] not in KINDS:
-            problems.add(where, f"kind must be one of {KINDS}")
+        if q["kind"] not in kinds:
+            problems.add(where, f"kind must be one of {kinds}")
         rel = q["relevant"]
         if not rel:
             problems.add(where, "relevant is empty")
@@ -248,7 +251,11 @@ def main() -> int:
         print(f"    {kind:<12} {n:>4}  ({share:.0f}%)")
     print(f"queries with >1 relevant: {multi}")
     print(f"tools relevant to at least one query: {len(covered)} of {len(tools)}")
+    return report(problems)
 
+
+def report(problems: Problems) -> int:
+    """Lists the problems (exit status 1), or says OK (0)."""
     if problems.items:
         print(f"\n{len(problems.items)} problem(s):", file=sys.stderr)
         for item in problems.items:
