@@ -64,6 +64,17 @@ def _index_current(c: Container, min_position: int | None) -> bool:
     return c.reads.vectors_current(min_position)
 
 
+def _tool_request(  # noqa: PLR0917 - the search tools' filters
+    q: str, limit: int, category: str | None, tags: list[str] | None, status: str | None,
+    include_deprecated: bool,
+) -> SearchRequest:  # fmt: skip
+    """Asking for deprecated tools by status includes them."""
+    return SearchRequest(
+        q=q, kinds=("tool",), limit=limit, category=category, tags=tuple(tags or ()),
+        status=status, include_deprecated=include_deprecated or status == "deprecated",
+    )  # fmt: skip
+
+
 def _tool_search(conn: Connection[Any], result: Any, position: int) -> models.ToolSearch:
     """Search hits as the answer model, with each tool's semver and input parameters."""
     extras = queries.tool_extras(conn, [h.id for h in result.items])
@@ -108,15 +119,7 @@ def search_tools(  # noqa: PLR0917 - the tool's arguments
     if searcher is None:
         return failure("search_unavailable", why)
     current = _index_current(c, min_position)
-    request = SearchRequest(
-        q=query,
-        kinds=("tool",),
-        limit=limit,
-        category=category,
-        tags=tuple(tags or ()),
-        status=status,
-        include_deprecated=include_deprecated or status == "deprecated",
-    )
+    request = _tool_request(query, limit, category, tags, status, include_deprecated)
 
     def build(conn: Connection[Any], position: int) -> models.ToolSearch:
         result = searcher.search(conn, request, index_current=current)
@@ -141,15 +144,7 @@ def find_similar(  # noqa: PLR0917 - the tool's arguments
     searcher, why = searcher_of(c)
     if searcher is None:
         return failure("search_unavailable", why)
-    request = SearchRequest(
-        q="",
-        kinds=("tool",),
-        limit=limit,
-        category=category,
-        tags=tuple(tags or ()),
-        status=status,
-        include_deprecated=include_deprecated or status == "deprecated",
-    )
+    request = _tool_request("", limit, category, tags, status, include_deprecated)
     _index_current(c, min_position)  # bounded; a tool not indexed yet is a failure below
 
     def build(conn: Connection[Any], position: int) -> models.ToolSearch:
