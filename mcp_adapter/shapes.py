@@ -116,20 +116,12 @@ def dataset_summary(item: Item) -> models.DatasetSummary:
 def dataset_record(item: Item) -> models.DatasetRecord:
     doc = item.fields
     return models.DatasetRecord(
-        id=str(item.id),
-        slug=doc["slug"],
-        name=doc["name"],
-        description=doc["description"],
-        owner=doc["owner"],
-        tags=list(doc.get("tags") or []),
-        status=doc["status"],
+        **dataset_summary(item).model_dump(exclude={"columns"}),
         source=dict(doc.get("source") or {}),
         columns=[models.Column(**c) for c in doc.get("columns") or []],
         profile=doc.get("profile"),
-        version=item.version,
         event_position=item.position,
         created_at=item.created_at,
-        updated_at=item.updated_at,
         deleted_at=item.deleted_at,
     )
 
