@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from commands import tools
@@ -19,7 +17,8 @@ from commands.context import CommandContext
 from commands.inputs import RegisterTool
 from projections.search_types import SearchRequest
 from projections.vector_index import VectorIndexer, live_index, live_units
-from tests.conftest import _server_url, _with_db, tool_body
+from tests.conftest import tool_body
+from tests.kafka_pipeline_support import fresh_database
 
 CTX = CommandContext(actor="layouts", correlation_id="layouts")
 
@@ -29,19 +28,14 @@ def world(secret_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     from infra.container import build_container
     from infra.settings import load_settings
 
-    server = _server_url()
-    name = f"ledger_layout_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    settings = load_settings(
-        database_url=_with_db(server, name), secret_key=secret_key,
-        data_dir=tmp_path_factory.mktemp("layouts"), read_feed="log",
-    )  # fmt: skip
-    container = build_container(settings)
-    yield container, container.search_parts()
-    container.close()
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("layout") as url:
+        settings = load_settings(
+            database_url=url, secret_key=secret_key,
+            data_dir=tmp_path_factory.mktemp("layouts"), read_feed="log",
+        )  # fmt: skip
+        container = build_container(settings)
+        yield container, container.search_parts()
+        container.close()
 
 
 def register(container: Any, description: str) -> str:

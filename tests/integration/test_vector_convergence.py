@@ -7,11 +7,9 @@ model and an embedded Qdrant."""
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +19,8 @@ from commands.context import CommandContext
 from commands.inputs import RegisterTool
 from projections.vector_index import COLLECTIONS, VectorIndexer, point_id, text_hash
 from projections.vector_ports import VectorStore
-from tests.conftest import _server_url, _with_db, tool_body
+from tests.conftest import tool_body
+from tests.kafka_pipeline_support import fresh_database
 
 TEXTS = [
     "Tomorrow's temperature and rain for a city",
@@ -67,22 +66,17 @@ def world(secret_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     from infra.container import build_container
     from infra.settings import load_settings
 
-    server = _server_url()
-    name = f"ledger_vc_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    settings_ = load_settings(
-        database_url=_with_db(server, name), secret_key=secret_key,
-        data_dir=tmp_path_factory.mktemp("vc"), read_feed="log",
-    )  # fmt: skip
-    container = build_container(settings_)
-    parts = container.search_parts()
-    assert parts.store is not None
-    assert parts.embedder is not None
-    yield container, parts
-    container.close()
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("vc") as url:
+        settings_ = load_settings(
+            database_url=url, secret_key=secret_key,
+            data_dir=tmp_path_factory.mktemp("vc"), read_feed="log",
+        )  # fmt: skip
+        container = build_container(settings_)
+        parts = container.search_parts()
+        assert parts.store is not None
+        assert parts.embedder is not None
+        yield container, parts
+        container.close()
 
 
 operation = st.one_of(
