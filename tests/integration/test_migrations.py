@@ -134,12 +134,7 @@ def _columns_of(conn: psycopg.Connection[Any], table: str) -> list[str]:
 
 def columns(url: str, table: str) -> list[str]:
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
-            "ORDER BY ordinal_position",
-            (table,),
-        ).fetchall()
-    return [r[0] for r in rows]
+        return _columns_of(conn, table)
 
 
 def table_exists(url: str, table: str) -> bool:

@@ -17,12 +17,16 @@ from projections.vector_ports import Fusion, VectorFilter, VectorPoint, VectorSt
 DIM = 8
 
 
+def open_store(kind: str, tmp_path: Path) -> VectorStore:
+    """Both stores behind the port: the embedded Edge shard and the server client (in memory)."""
+    if kind == "edge":
+        return EdgeVectorStore(tmp_path / "vectors")
+    return QdrantServerStore(":memory:")
+
+
 @pytest.fixture(params=["edge", "qdrant-client"])
 def store(request, tmp_path: Path) -> Iterator[VectorStore]:
-    s: VectorStore = (
-        EdgeVectorStore(tmp_path / "vectors") if request.param == "edge"
-        else QdrantServerStore(":memory:")
-    )  # fmt: skip
+    s = open_store(request.param, tmp_path)
     s.ensure_collection("tools", DIM)
     yield s
     s.close()
@@ -132,10 +136,7 @@ TEXTS = {
 def hybrid(request, tmp_path: Path) -> Iterator[VectorStore]:
     from infra.search.sparse import Bm25Encoder
 
-    s: VectorStore = (
-        EdgeVectorStore(tmp_path / "vectors") if request.param == "edge"
-        else QdrantServerStore(":memory:")
-    )  # fmt: skip
+    s = open_store(request.param, tmp_path)
     s.ensure_collection("units", DIM, hybrid=True)
     bm25 = Bm25Encoder()
     points = []
