@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from psycopg.types.json import set_json_dumps
 
 from commands.ports import CommandDeps
@@ -27,6 +25,7 @@ from infra.security.secrets import FernetSealer, embedded_master_key
 from infra.settings import Settings, SettingsError
 from infra.usage.emitter import UsageEmitter
 from infra.usage.sinks import build_usage_emitter
+from projections import bulk_rows
 
 if TYPE_CHECKING:
     from infra.search.wiring import SearchParts
@@ -87,17 +86,8 @@ class Container:
         leave()
 
 
-def fast_json_dumps(value: Any) -> bytes:
-    # orjson is several times faster (rebuilds write every snapshot) but refuses integers
-    # beyond 64 bits, which JSON and the registry allow.
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def build_container(settings: Settings) -> Container:
-    set_json_dumps(fast_json_dumps)
+    set_json_dumps(bulk_rows.dumps)  # every Json value (snapshots, docs) the fast way
     database_url, leave = open_database(settings.database_url, settings.data_dir)
     try:
         ensure_schema(database_url, auto_migrate=settings.auto_migrate)

@@ -11,9 +11,10 @@ from uuid import UUID
 
 from psycopg import Cursor
 
+from projections.bulk_rows import upsert_json
 from projections.folding import Folded, fold_one
 from projections.kinds import KINDS
-from projections.kinds.base import Written, upsert_json
+from projections.kinds.base import Written
 from projections.records import EventRecord
 from projections.search_rows import write_search_rows
 

@@ -103,9 +103,8 @@ class Runner:
         it is undone and applied record by record, so only the failing aggregate dead-letters."""
         plan = self._plan(cur, p.name, records)
         try:
-            with cur.connection.transaction():
-                p.apply_batch(cur, plan.apply)
-                _set_versions(cur, p.name, plan.versions)
+            if plan.apply:  # e.g. a redelivered batch: nothing to write
+                self._write_batch(cur, p, plan)
         except Exception as exc:  # isolate the failure per aggregate, below
             log.warning("batch_fallback", projection=p.name, size=len(records), error=str(exc))
             for record in records:
@@ -117,6 +116,12 @@ class Runner:
         outcome.healed += plan.healed
         outcome.skipped += plan.skipped
         outcome.parked += len(plan.park)
+
+    @staticmethod
+    def _write_batch(cur: Cursor[Any], p: BatchProjection, plan: _Plan) -> None:
+        with cur.connection.transaction():
+            p.apply_batch(cur, plan.apply)
+            _set_versions(cur, p.name, plan.versions)
 
     def _plan(self, cur: Cursor[Any], name: str, records: list[EventRecord]) -> _Plan:
         ids = list(dict.fromkeys(r.aggregate_id for r in records))

@@ -10,11 +10,12 @@ from typing import Any
 
 from psycopg import Cursor
 
+from projections.bulk_rows import to_json
 from projections.kinds import KINDS
-from projections.kinds.base import Written, to_json
+from projections.kinds.base import Written
 
 # One round trip for a batch of items: upsert their units, drop chunks past each item's new
-# count, and mark each for the vector indexer. The rows travel as JSON arrays (see upsert_json).
+# count, and mark each for the vector indexer. The rows travel as JSON arrays (bulk_rows).
 _WRITE = """
 WITH items AS (
     SELECT * FROM json_to_recordset(%(items)s::json)

@@ -3,12 +3,10 @@ kind of aggregate. Per-kind modules fill one in; `projections.kinds` lists them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
-from uuid import UUID
 
 from psycopg import Cursor
 
@@ -85,33 +83,3 @@ class ReadKind:
 
     def state_from_doc(self, aggregate_id: Any, version: int, doc: dict[str, Any]) -> Any:
         return self.aggregate.state(id=aggregate_id, aggregate_version=version, **doc)
-
-
-def upsert_json(cur: Cursor[Any], table: str, rows: Sequence[dict[str, Any]],
-                keep: Sequence[str] = ("id",)) -> None:  # fmt: skip
-    """Upserts rows (all with the same keys, ids unique) in one statement: they travel as one
-    JSON array, which Postgres turns into typed rows; `json`, not `jsonb`, so the key order of
-    a nested document is kept exactly."""
-    if not rows:
-        return
-    columns = list(rows[0])
-    names = ", ".join(columns)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keep)
-    cur.execute(
-        f"INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608 - names from the registry
-        f"FROM json_populate_recordset(NULL::{table}, %s::json) "
-        f"ON CONFLICT (id) DO UPDATE SET {updates}",
-        (to_json(rows),),
-    )
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

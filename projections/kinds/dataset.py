@@ -9,7 +9,8 @@ from typing import Any
 from psycopg import Cursor
 
 from domain import dataset
-from projections.kinds.base import ReadKind, Table, Written, to_json
+from projections.bulk_rows import insert_json
+from projections.kinds.base import ReadKind, Table, Written
 from projections.search_text import Unit
 
 COLUMNS = """, (SELECT coalesce(jsonb_agg(jsonb_build_object('name', c.name, 'type', c.type,
@@ -36,13 +37,7 @@ def write_columns(cur: Cursor[Any], written: Sequence[Written]) -> None:
         for w in written
         for i, c in enumerate(w.state.columns)
     ]  # fmt: skip
-    if rows:
-        cur.execute(
-            "INSERT INTO rm_dataset_columns (dataset_id, ordinal, name, type, nullable, "
-            "description) SELECT dataset_id, ordinal, name, type, nullable, description "
-            "FROM json_populate_recordset(NULL::rm_dataset_columns, %s::json)",
-            (to_json(rows),),
-        )
+    insert_json(cur, "rm_dataset_columns", rows)
 
 
 def units(doc: dict[str, Any]) -> list[Unit]:

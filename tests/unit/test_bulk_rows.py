@@ -1,4 +1,4 @@
-"""The JSON that carries a batch of read-model rows to Postgres (projections.kinds.base)."""
+"""The JSON that carries a batch of read-model rows to Postgres (projections.bulk_rows)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from projections.kinds.base import to_json
+from projections.bulk_rows import to_json
 
 
 def test_rows_keep_key_order_times_and_ids() -> None:
